@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Create or update the project's virtual environment (.venv) on a fresh machine.
+#
+#   scripts/setup_env.sh            # what `make test` and `make demo` call first
+#
+# Idempotent: every step keeps a stamp keyed on its inputs, so a re-run with nothing changed
+# only checks the stamps and the imports (a few seconds). Every pip call goes through
+# requirements/constraints.txt (torch==2.13.0 CPU, ROS 2 Jazzy). Exits non-zero with a
+# message naming the failed step.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+STAMPS="$VENV/.lens_stamps"
+T0=$(date +%s)
+
+step() { printf '\n[setup] %s\n' "$*"; }
+fail() { printf '\n[setup] FAILED: %s\n' "$*" >&2; exit 1; }
+trap 'fail "command on line $LINENO exited with $? (see output above)"' ERR
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+stamp_ok() { [[ -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]; }
+stamp_set() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
+
+# 0. System tools: cmake + a C/C++ compiler + Python headers build the messages.
+for tool in cmake gcc g++; do
+  command -v "$tool" >/dev/null || fail "$tool is missing; install it (Debian: apt-get install -y cmake build-essential)"
+done
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+  || fail "Python 3.11 is required (the ROS 2 Jazzy wheels are cp311); found $("$PYTHON" --version)"
+
+# 1. The venv itself.
+if [[ ! -x "$VENV/bin/python" ]]; then
+  step "creating $VENV with $("$PYTHON" --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+# pip install, without the noise of index locations that this machine's pip config names but lacks.
+pipi() { "${PIP[@]}" install -q "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; }
+
+# 2. Python packages (stamp = hash of the requirement files).
+REQ_HASH=$(hash_of requirements/*.txt)
+if ! stamp_ok requirements "$REQ_HASH"; then
+  step "installing pinned requirements (first time: ~3 min)"
+  pipi -U 'pip==26.3' -c "$CONSTRAINTS" || pipi -U pip
+  # torch first, from the CPU wheel on this machine's disk (pinned by the constraints file).
+  pipi -c "$CONSTRAINTS" torch==2.13.0
+  pipi -c "$CONSTRAINTS" -r requirements/ml.txt -r requirements/ros.txt -r requirements/tools.txt
+  # sam2 declares torchvision and tries to build a CUDA extension: neither is needed by our code.
+  SAM2_BUILD_CUDA=0 pipi -c "$CONSTRAINTS" --no-deps --no-build-isolation sam2==1.1.0
+  stamp_set requirements "$REQ_HASH"
+fi
+if "${PIP[@]}" list 2>/dev/null | grep -iE '^(torchvision|nvidia-|triton)' ; then
+  fail "torchvision/CUDA packages found in $VENV (listed above); recreate the venv: rm -rf $VENV"
+fi
+TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+[[ "$TORCH_VERSION" == 2.13.0* ]] || fail "torch $TORCH_VERSION in $VENV, expected 2.13.0 (+cpu)"
+
+# 3. Messages and actions (rosidl, CMake), generated into the source tree (git-ignored).
+MSG_HASH=$(hash_of CMakeLists.txt package.xml msg/*.msg action/*.action tools/fix_ros_wheel_cmake.py)
+if ! stamp_ok messages "$MSG_HASH" || [[ ! -f lens_ros/msg/__init__.py ]]; then
+  step "building messages with rosidl (first time: ~1-2 min)"
+  "$PY" tools/fix_ros_wheel_cmake.py
+  SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+  mkdir -p build
+  cmake -S . -B build/ros -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$PY" \
+        -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DLENS_INSTALL_PYTHON=OFF > build/cmake.log 2>&1 \
+        || { cat build/cmake.log; fail "cmake configure of the messages"; }
+  cmake --build build/ros -j"$(nproc)" > build/build.log 2>&1 || { tail -50 build/build.log; fail "message build"; }
+  cmake --install build/ros > build/install.log 2>&1 || { tail -50 build/install.log; fail "message install"; }
+  # Move the generated Python modules beside our sources (one import package `lens_ros`, found
+  # through the editable install from any directory) and drop the generator's own copy.
+  rm -rf lens_ros/msg lens_ros/action lens_ros/lens_ros_s__rosidl_typesupport_*.so
+  mv "$SITE/lens_ros/msg" "$SITE/lens_ros/action" lens_ros/
+  mv "$SITE"/lens_ros/lens_ros_s__rosidl_typesupport_*.so lens_ros/
+  rm -rf "$SITE/lens_ros" "$SITE"/lens_ros-*.egg-info
+  stamp_set messages "$MSG_HASH"
+fi
+
+# 4. lens_ros itself, editable (code changes need no reinstall).
+PKG_HASH=$(hash_of setup.py)
+if ! stamp_ok package "$PKG_HASH"; then
+  step "installing lens_ros (editable)"
+  pipi -c "$CONSTRAINTS" --no-deps --no-build-isolation -e .
+  stamp_set package "$PKG_HASH"
+fi
+
+# 5. Check from outside the repository that everything imports.
+(cd / && AMENT_PREFIX_PATH="$VENV" "$PY" -c '
+import rclpy, torch, transformers, sam2, trl, rosbags
+from lens_ros.msg import LensResult
+from lens_ros.action import Segment
+import lens_ros
+print(f"[setup] ok: torch {torch.__version__}, transformers {transformers.__version__}, "
+      f"rclpy (Jazzy), lens_ros {lens_ros.__version__}, LensResult has {len(LensResult.get_fields_and_field_types())} fields")
+') || fail "import check (see the traceback above)"
+SIZE=$(du -sh "$VENV" 2>/dev/null | cut -f1)
+echo "[setup] venv $VENV: $SIZE; setup took $(( $(date +%s) - T0 )) s"
