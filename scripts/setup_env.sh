@@ -92,12 +92,14 @@ fi
 
 # 5. Check from outside the repository that everything imports.
 (cd / && AMENT_PREFIX_PATH="$VENV" "$PY" -c '
-import rclpy, torch, transformers, sam2, trl, rosbags
+from importlib.metadata import version
+import rclpy, torch
 from lens_ros.msg import LensResult
 from lens_ros.action import Segment
 import lens_ros
-print(f"[setup] ok: torch {torch.__version__}, transformers {transformers.__version__}, "
-      f"rclpy (Jazzy), lens_ros {lens_ros.__version__}, LensResult has {len(LensResult.get_fields_and_field_types())} fields")
+pins = ", ".join(f"{p} {version(p)}" for p in ("transformers", "trl", "sam2", "rosbags", "ros-rclpy"))
+print(f"[setup] ok: torch {torch.__version__}, {pins}, "
+      f"lens_ros {lens_ros.__version__} with messages from {LensResult.__module__}")
 ') || fail "import check (see the traceback above)"
 SIZE=$(du -sh "$VENV" 2>/dev/null | cut -f1)
 echo "[setup] venv $VENV: $SIZE; setup took $(( $(date +%s) - T0 )) s"

@@ -1,0 +1,170 @@
+"""Image and prompt preparation for LENS: input checks, smart_resize, the Qwen2.5-VL processor
+without torchvision, the SAM input tensor and prompt tokenisation with the image placeholder.
+
+Frames: every image here is HxWx3 uint8 RGB, values in [0, 255], (row, column) = (y, x) pixels.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Qwen2_5_VLProcessor
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.processing_utils import ProcessorMixin
+
+from ..core import BadImageError
+from .prompts import CHAT_TEMPLATE
+
+IMAGE_TOKEN = "<|image_pad|>"
+VIDEO_TOKEN = "<|video_pad|>"
+
+
+def to_rgb_array(image) -> np.ndarray:
+    """Check and convert a frame to an HxWx3 uint8 RGB array (a new C-contiguous array).
+
+    Accepts HxW (gray), HxWx1, HxWx3 (RGB) and HxWx4 (RGBA, alpha dropped) uint8 arrays, or a
+    PIL image. Raises BadImageError naming the problem (empty, wrong dtype, wrong shape).
+    """
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise BadImageError(f"image must be a numpy array (HxWx3 uint8 RGB), got "
+                            f"{type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise BadImageError(f"image dtype must be uint8 with values 0..255, got {image.dtype}; "
+                            "convert first, e.g. (img * 255).clip(0, 255).astype(np.uint8)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise BadImageError(f"image shape must be HxW, HxWx1, HxWx3 or HxWx4, got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise BadImageError(f"image is empty: shape {image.shape}")
+    ratio = max(image.shape[:2]) / min(image.shape[:2])
+    if ratio > 200:
+        raise BadImageError(f"image aspect ratio {ratio:.0f} exceeds 200 (shape {image.shape}); "
+                            "crop it first")
+    return np.ascontiguousarray(image)
+
+
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 3136,
+                 max_pixels: int = 1_000_000) -> tuple[int, int]:
+    """``qwen_vl_utils.smart_resize``: (h, w) multiples of ``factor``, area in [min, max], aspect kept.
+
+    >>> smart_resize(480, 640)
+    (476, 644)
+    """
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL processor without the video processor, whose type check needs torchvision.
+
+    ``ProcessorMixin`` reads its attributes from the ``__init__`` signature, so leaving out
+    ``video_processor`` is enough. Load saved folders (ours or a real Qwen2.5-VL/LENS one) with
+    ``ImageOnlyQwen2_5_VLProcessor.from_pretrained(dir)``; ``AutoProcessor`` would return only
+    the tokenizer (model-stack-cpu.md pitfalls 5 and 6).
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        self.image_token = IMAGE_TOKEN
+        self.video_token = VIDEO_TOKEN
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+def build_processor(tokenizer, min_pixels: int, max_pixels: int) -> ImageOnlyQwen2_5_VLProcessor:
+    """A processor whose own resize is a no-op on images already smart-resized to these bounds."""
+    image_processor = Qwen2VLImageProcessorPil(
+        size={"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)})
+    return ImageOnlyQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                        chat_template=CHAT_TEMPLATE)
+
+
+def processor_pixel_bounds(processor) -> tuple[int, int]:
+    """(min_pixels, max_pixels) of a processor's image processor."""
+    ip = processor.image_processor
+    size = getattr(ip, "size", None) or {}
+    lo = size.get("shortest_edge", getattr(ip, "min_pixels", None) or 3136)
+    hi = size.get("longest_edge", getattr(ip, "max_pixels", None) or 1_000_000)
+    return int(lo), int(hi)
+
+
+@dataclass
+class LlmImage:
+    """An image prepared for the language model.
+
+    Attributes:
+      pixel_values (torch.Tensor): (N, C*T*P*P) float32 patches, N = t*h*w of the grid.
+      image_grid_thw (torch.Tensor): (1, 3) int64 patch grid (t, h, w).
+      resized_hw (tuple[int, int]): (H', W') of the smart-resized image the model sees; boxes in
+        the answer are in these pixels.
+      num_tokens (int): number of ``<|image_pad|>`` tokens in the prompt (h*w / merge**2).
+    """
+
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+    resized_hw: tuple[int, int]
+    num_tokens: int
+
+
+def prepare_llm_image(rgb: np.ndarray, processor, factor: int = 28,
+                      max_pixels: int | None = None) -> LlmImage:
+    """Smart-resize with PIL's bicubic filter (as LENS' demo), then run the image processor."""
+    lo, hi = processor_pixel_bounds(processor)
+    hi = min(hi, max_pixels) if max_pixels else hi
+    h, w = smart_resize(rgb.shape[0], rgb.shape[1], factor, lo, hi)
+    pil = Image.fromarray(rgb).resize((w, h), Image.BICUBIC)
+    out = processor.image_processor(images=[pil], return_tensors="pt")
+    grid = out["image_grid_thw"]
+    merge = int(getattr(processor.image_processor, "merge_size", 2))
+    return LlmImage(pixel_values=out["pixel_values"], image_grid_thw=grid, resized_hw=(h, w),
+                    num_tokens=int(grid.prod().item()) // merge ** 2)
+
+
+def prepare_sam_image(rgb: np.ndarray, size: int, mean: list[float],
+                      std: list[float]) -> torch.Tensor:
+    """SAM input: squash to size x size with PIL bilinear (torchvision's PIL path in LENS' demo),
+    normalise on the 0..255 scale. Returns (1, 3, size, size) float32."""
+    pil = Image.fromarray(rgb).resize((size, size), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(pil, dtype=np.float32)).permute(2, 0, 1)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return ((x - m) / s).unsqueeze(0)
+
+
+def encode_prompts(tokenizer, texts: list[str], num_image_tokens: int,
+                   image_token_id: int) -> dict[str, torch.Tensor]:
+    """Tokenise chat-templated prompts, expanding the one ``<|image_pad|>`` to the image's tokens.
+
+    This is what the processor does, without re-processing the image for every command.
+    Returns left-padded ``input_ids`` (B, L) int64, ``attention_mask`` (B, L) int64 and
+    ``mm_token_type_ids`` (B, L) int (1 on image tokens), as the processor would.
+    """
+    expanded = [t.replace(IMAGE_TOKEN, IMAGE_TOKEN * num_image_tokens) for t in texts]
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(expanded, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = old_side
+    ids = enc["input_ids"]
+    return {"input_ids": ids, "attention_mask": enc["attention_mask"],
+            "mm_token_type_ids": (ids == image_token_id).to(torch.int32)}

@@ -1,0 +1,115 @@
+"""GRPO rewards as plain functions ``(completions, **columns) -> list[float]`` (TRL's contract).
+
+``completions`` holds one entry per rollout, either a string or TRL's conversational form
+``[{"role": "assistant", "content": "..."}]``. Dataset columns arrive as keyword lists with one
+value per rollout (TRL repeats each prompt's row ``num_generations`` times). Each function is
+pure: no model, no I/O, so each is unit-tested on hand-made cases. TRL logs each one separately
+(``rewards/<function name>/mean``).
+
+The released RefCOCO stage-2 run rewards ``box_iou_reward + mask_iou_reward`` (range [0, 2]);
+its chain-of-thought runs add ``think_format_reward``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from lens_ros.model.processing import parse_box
+
+#: The reference's format check (``rewards.py:33-36``): anchored at the start, not at the end.
+THINK_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+
+
+def completion_text(completion: Any) -> str:
+    """The generated text of one completion, plain or conversational (last message content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, (list, tuple)) and completion:
+        content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else ""
+        if isinstance(content, list):  # content blocks
+            return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return str(content)
+    return ""
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two XYXY boxes in the same pixel frame (no +1 convention).
+
+    An inverted box (x2 < x1 or y2 < y1) has zero area; when the union is zero the IoU is 0.0
+    (the reference divides by zero there).
+    """
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    area_a = max(0.0, ax2 - ax1) * max(0.0, ay2 - ay1)
+    area_b = max(0.0, bx2 - bx1) * max(0.0, by2 - by1)
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of two HxW bool masks; 0.0 when both are empty (the reference's I / (U + 1e-6))."""
+    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
+    if pred.shape != gt.shape:
+        raise ValueError(f"predicted mask {pred.shape} and ground truth {gt.shape} differ in "
+                         "size; upsample the prediction to the ground-truth resolution first")
+    union = np.logical_or(pred, gt).sum()
+    return float(np.logical_and(pred, gt).sum() / union) if union else 0.0
+
+
+def think_format_reward(completions: list, **kwargs) -> list[float]:
+    """1.0 if the text starts with ``<think>...</think>`` followed by ``<answer>...</answer>``.
+
+    >>> think_format_reward(["<think>red is left</think> <answer>[1, 2, 3, 4]</answer>", "[1,2,3,4]"])
+    [1.0, 0.0]
+    """
+    return [1.0 if THINK_FORMAT.match(completion_text(c)) else 0.0 for c in completions]
+
+
+def box_iou_reward(completions: list, solution: list, **kwargs) -> list[float]:
+    """IoU² of the box parsed from each completion with the ground-truth box.
+
+    Arguments:
+      completions: generated texts (see module docstring).
+      solution: per rollout, the ground-truth XYXY box in pixels of the smart-resized LLM image
+        (the frame the model answers in).
+    Returns:
+      list[float]: IoU² in [0, 1]; 0.0 when no box can be parsed.
+
+    >>> box_iou_reward(["<answer>[0, 0, 10, 10]</answer>", "no box"], solution=[[0, 0, 10, 20]] * 2)
+    [0.25, 0.0]
+    """
+    out = []
+    for c, gt in zip(completions, solution, strict=True):
+        box = parse_box(completion_text(c))
+        out.append(box_iou(box, gt) ** 2 if box is not None else 0.0)
+    return out
+
+
+def mask_iou_reward(completions: list, pred_mask: list, gt_mask: list, **kwargs) -> list[float]:
+    """IoU² of each rollout's predicted mask with the ground-truth mask.
+
+    Arguments:
+      completions: generated texts (only their number is used).
+      pred_mask: per rollout, HxW bool mask (logits > 0 at ground-truth resolution), filled in by
+        :class:`lens_ros.training.grpo.LensGRPOTrainer` before the rewards are computed.
+      gt_mask: per rollout, HxW bool ground truth.
+    Returns:
+      list[float]: IoU² in [0, 1].
+    """
+    if len(pred_mask) != len(completions):
+        raise ValueError(f"{len(pred_mask)} predicted masks for {len(completions)} completions; "
+                         "mask_iou_reward needs the trainer to add one pred_mask per rollout")
+    return [mask_iou(p, g) ** 2 for p, g in zip(pred_mask, gt_mask, strict=True)]
+
+
+#: Reward functions by the names used in configs (``reward_funcs: [box_iou, mask_iou]``).
+REWARD_FUNCS = {
+    "think_format": think_format_reward,
+    "box_iou": box_iou_reward,
+    "mask_iou": mask_iou_reward,
+}
