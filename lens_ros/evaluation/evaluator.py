@@ -55,7 +55,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
     Raises:
       BadImageError: the file is missing or cannot be decoded (names the path).
     """
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
     if bgr is None:
         raise BadImageError(f"image {path} is missing or not a readable image; check --image-dir")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from lens_ros.evaluation.masks import decode_annotation
-
-#: default ``split_by`` of the public datasets
-DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
+from lens_ros.training.data import DEFAULT_SPLIT_BY
+from lens_ros.training.safe_pickle import safe_load
 #: the paper's eight splits, in its table order
 PAPER_SPLITS = ("refcoco.unc.val", "refcoco.unc.testA", "refcoco.unc.testB",
                 "refcoco+.unc.val", "refcoco+.unc.testA", "refcoco+.unc.testB",
@@ -103,12 +102,6 @@ def _refs_file(folder: Path, split_by: str | None) -> Path:
     return found[0]
 
 
-def _load_refs(path: Path) -> list[dict]:
-    from lens_ros.training.data import load_refs_pickle  # the one restricted unpickler
-
-    return load_refs_pickle(path)
-
-
 def _image_dirs(root: Path, dataset: str, image_dir: Path | None) -> list[Path]:
     if image_dir is not None:
         return [Path(image_dir)]
@@ -126,11 +119,12 @@ def load_split(root: str | Path, split: str | SplitName,
       image_dir: folder holding the images by ``file_name``; searched in the defaults when None.
     Raises:
       FileNotFoundError: missing refs pickle, instances.json, or an empty split (names the path).
+      UnsafePickleError: the refs pickle references anything but plain containers and numbers.
     """
     root = Path(root)
     name = parse_split(split) if isinstance(split, str) else split
     folder = root / name.dataset
-    refs = _load_refs(_refs_file(folder, name.split_by))
+    refs = safe_load(_refs_file(folder, name.split_by))  # the one restricted unpickler
     inst_path = folder / "instances.json"
     if not inst_path.is_file():
         raise FileNotFoundError(f"{inst_path} does not exist; a RefCOCO-format dataset needs it")

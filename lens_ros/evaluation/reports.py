@@ -13,16 +13,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lens_ros.core import BadImageError, Segmentation, Status
+from lens_ros.core import BadImageError, Status
 from lens_ros.evaluation.masks import decode_rle
 from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD, PRECISION_THRESHOLDS, summarize
 from lens_ros.evaluation.refcoco import PAPER_SPLITS
+from lens_ros.visualize import overlay
 
 #: LENS-3B cIoU x100 from the paper (Table 1, README ``assets/res1.png``)
 PAPER_LENS_3B = {"refcoco.unc.val": 84.2, "refcoco.unc.testA": 85.3, "refcoco.unc.testB": 81.0,
                  "refcoco+.unc.val": 79.4, "refcoco+.unc.testA": 82.8, "refcoco+.unc.testB": 74.3,
                  "refcocog.umd.val": 81.2, "refcocog.umd.test": 81.0}
 PAPER_LENS_3B_AVG = 81.2
+GT_BOX_COLOR = (0, 200, 0)  #: RGB of the ground-truth box in overlays
 _COLUMNS = ("RefCOCO val", "testA", "testB", "RefCOCO+ val", "testA", "testB",
             "RefCOCOg val", "test")
 
@@ -112,26 +114,25 @@ def write_report(output_dir: str | Path, report: dict) -> tuple[Path, Path]:
 
 def record_overlay(record: dict) -> np.ndarray:
     """HxWx3 uint8 RGB overlay of one sentence record: its image with the predicted mask, answer
-    box and sentence drawn by :func:`lens_ros.visualize.draw_overlay`, the GT box in green."""
+    box, sentence and IoU drawn by :func:`lens_ros.visualize.overlay`, the GT box in green.
+    An image that cannot be read is replaced by a grey canvas of its recorded size."""
     from lens_ros.evaluation.evaluator import load_rgb
-    from lens_ros.visualize import draw_overlay
 
-    rgb = load_rgb(record["image"])
-    seg = Segmentation(command=f"{record['sentence']}  [IoU {record['iou']:.2f}]",
-                       mask=decode_rle(record["pred_rle"]),
-                       box=tuple(record["box"]) if record["box"] else None,
-                       score=record["score"], answer=record["answer"],
-                       reasoning=record.get("reasoning", ""), status=Status[record["status"]],
-                       error=record["error"])
-    img = draw_overlay(rgb, seg)
+    status = "" if record["status"] == Status.OK.name else record["status"]
+    try:
+        rgb = load_rgb(record["image"])
+    except BadImageError:
+        rgb = np.full((record["height"], record["width"], 3), 128, np.uint8)
+    img = overlay(rgb, decode_rle(record["pred_rle"]), record["box"],
+                  f"{record['sentence']}  (IoU {record['iou']:.2f})", record["answer"], status)
     x1, y1, x2, y2 = (int(round(v)) for v in record["gt_box"])
-    cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 0), 1)
+    cv2.rectangle(img, (x1, y1), (x2, y2), GT_BOX_COLOR, 1)
     return img
 
 
 def write_overlays(records: list[dict], directory: str | Path, count: int) -> list[Path]:
-    """PNG overlays of the ``count`` worst and ``count`` best sentences by IoU (records whose
-    image cannot be read are skipped). Returns the written paths."""
+    """PNG overlays of the ``count`` worst and ``count`` best sentences by IoU (ties in ref
+    order). Returns the written paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ranked = sorted(records, key=lambda r: (r["iou"], r["ref_id"], r["sent_index"]))
@@ -139,10 +140,7 @@ def write_overlays(records: list[dict], directory: str | Path, count: int) -> li
     picks += [("best", i, r) for i, r in enumerate(reversed(ranked[max(count, len(ranked) - count):]))]
     written = []
     for kind, rank, rec in picks:
-        try:
-            img = record_overlay(rec)
-        except BadImageError:  # the image moved since the run: the report still gets written
-            continue
+        img = record_overlay(rec)
         path = directory / f"{kind}{rank:02d}_ref{rec['ref_id']}_s{rec['sent_index']}.png"
         cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         written.append(path)

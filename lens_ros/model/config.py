@@ -116,6 +116,8 @@ class LensConfig:
     vision_end_token_id: int = QWEN25_TOKEN_IDS["vision_end_token_id"]  #: ``<|vision_end|>``
     tie_word_embeddings: bool = True  #: lm_head shares the token embedding (Qwen2.5-VL-3B)
     num_queries: int = 64  #: learnable context queries appended after the sequence
+    #: run the 64 query states through the connector (``if_use_qwen_connector``; LENS: True)
+    use_connector: bool = True
     connector_depth: int = 4  #: pre-LN ViT blocks of the connector
     connector_heads: int = 16  #: connector attention heads (head dim = hidden / heads)
     connector_mlp_ratio: float = 4.0  #: connector MLP width = ratio x hidden

@@ -167,4 +167,4 @@ def encode_prompts(tokenizer, texts: list[str], num_image_tokens: int,
         tokenizer.padding_side = old_side
     ids = enc["input_ids"]
     return {"input_ids": ids, "attention_mask": enc["attention_mask"],
-            "mm_token_type_ids": (ids == image_token_id).to(torch.int32)}
+            "mm_token_type_ids": (ids == image_token_id).long()}

@@ -12,6 +12,7 @@ When a change takes effect (``Spec.applies``):
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,15 @@ PARAMETERS: tuple[Spec, ...] = (
          "model was trained without it). The Segment action can override it per goal."),
     Spec("max_new_tokens", 256, "Generation budget in tokens; longer answers are cut and flagged "
          "`truncated`.", low=1, high=8192),
-    Spec("max_command_chars", 512, "Longest accepted command in characters; longer ones get "
+    Spec("max_command_chars", 500, "Longest accepted command in characters; longer ones get "
          "BAD_COMMAND.", low=1, high=100000),
     Spec("no_target_object_score", -1000.0, "No-target gate: a mask whose SAM 2 object-score "
          "logit is below this gets NO_TARGET (-1000 = off, as in the paper).",
          low=-1000.0, high=1000.0),
     Spec("no_target_iou", 0.0, "No-target gate: a mask whose SAM 2 IoU prediction is below this "
          "gets NO_TARGET (0 = off).", low=0.0, high=1.0),
+    Spec("no_target_without_box", False, "No-target gate: an answer without a parsable box gets "
+         "NO_TARGET (off: the mask is still returned)."),
     Spec("mode", "on_command", "on_command: answer each command once on the frame nearest to its "
          "arrival; continuous: re-run the current command on every new frame (at most `rate` Hz); "
          "track: LENS call then SAM 2 tracking (tracking issue).", choices=MODES),
@@ -108,6 +111,7 @@ class NodeParams:
     max_command_chars: int
     no_target_object_score: float
     no_target_iou: float
+    no_target_without_box: bool
     mode: str
     rate: float
     publish_overlay: bool
@@ -195,6 +199,16 @@ def read_parameters(node) -> NodeParams:
     return NodeParams(**values)
 
 
+def inference_overrides(params: NodeParams) -> dict[str, Any]:
+    """The ``InferenceConfig`` fields the node controls (gate sentinels -1000 / 0 mean None)."""
+    return {"max_new_tokens": params.max_new_tokens,
+            "max_command_chars": params.max_command_chars,
+            "no_target_object_score": None if params.no_target_object_score <= -1000.0
+            else params.no_target_object_score,
+            "no_target_iou": params.no_target_iou if params.no_target_iou > 0.0 else None,
+            "no_target_without_box": params.no_target_without_box}
+
+
 def defaults() -> dict[str, Any]:
     """``{name: default}`` of every parameter, in declaration order."""
     return {spec.name: spec.default for spec in PARAMETERS}
@@ -205,9 +219,7 @@ def markdown_table() -> str:
     rows = ["| parameter | type | default | applies | description |",
             "|---|---|---|---|---|"]
     for spec in PARAMETERS:
-        default = repr(spec.default) if isinstance(spec.default, str) else str(spec.default)
-        if isinstance(spec.default, bool):
-            default = str(spec.default).lower()
+        default = json.dumps(spec.default)  # also valid YAML: "auto", true, 2.0
         text = spec.description + (f" One of: {', '.join(spec.choices)}." if spec.choices else "")
         rows.append(f"| `{spec.name}` | {spec.type_name} | `{default}` | {spec.applies} | "
                     f"{text.replace('|', '/')} |")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lens_ros.model.processing import parse_box
+from lens_ros.model.answers import parse_answer
 
 #: The reference's format check (``rewards.py:33-36``): anchored at the start, not at the end.
 THINK_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
@@ -73,6 +73,9 @@ def think_format_reward(completions: list, **kwargs) -> list[float]:
 def box_iou_reward(completions: list, solution: list, **kwargs) -> list[float]:
     """IoU² of the box parsed from each completion with the ground-truth box.
 
+    The box is parsed as at inference (:func:`lens_ros.model.answers.parse_answer`: inside
+    ``<answer>`` when present, never from ``<think>``), so the reward scores what the robot gets.
+
     Arguments:
       completions: generated texts (see module docstring).
       solution: per rollout, the ground-truth XYXY box in pixels of the smart-resized LLM image
@@ -85,7 +88,7 @@ def box_iou_reward(completions: list, solution: list, **kwargs) -> list[float]:
     """
     out = []
     for c, gt in zip(completions, solution, strict=True):
-        box = parse_box(completion_text(c))
+        box = parse_answer(completion_text(c)).box
         out.append(box_iou(box, gt) ** 2 if box is not None else 0.0)
     return out
 

@@ -4,13 +4,15 @@ The RefCOCO family ships its referring expressions as a pickle. A pickle can nam
 callable and call it while loading (``os.system``, ``eval``, ...), so lens_ros never passes one
 to :func:`pickle.load`. :func:`safe_load` admits only what the refs files hold: dicts, lists,
 tuples, strings, bytes, numbers, booleans and None (built by pickle opcodes without any import),
-plus ``set``/``frozenset``/``OrderedDict``, which Python 2 pickles encode as a call. Every other
+plus ``set``/``frozenset``/``OrderedDict`` and ``_codecs.encode``, which protocols 0-2 encode
+as a call (sets, bytes). Every other
 global is refused before it is imported, with :class:`UnsafePickleError`.
 
 Model weights are never pickled here: checkpoints are safetensors (see ``lens_ros.model``).
 """
 from __future__ import annotations
 
+import codecs
 import collections
 import io
 import os
@@ -24,6 +26,7 @@ ALLOWED_GLOBALS = {
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
     ("collections", "OrderedDict"): collections.OrderedDict,
+    ("_codecs", "encode"): codecs.encode,  # how protocols 0-2 write Python 3 bytes
 }
 
 

@@ -1,0 +1,179 @@
+"""``lens-bag {run,play,record}``: offline LENS over rosbag2, replay, and recording.
+
+Examples::
+
+    lens-bag run data/scene_bag -o out --model runs/demo --command "the red mug"
+    lens-bag run data/scene_bag -o out --model runs/demo --command-topic /command
+    lens-bag play data/scene_bag --rate 0.5 --remap /camera/image:=/lens/image
+    lens-bag record /lens/result /lens/debug_image -o results_bag
+
+``run`` needs no ROS (it reads and writes bags with rosbags and calls the model directly);
+``play`` and ``record`` talk to live nodes through rclpy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from lens_ros.bag.io import BagError
+from lens_ros.core import LensError
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run LENS over a bag's frames, write an output bag + report")
+    p.add_argument("bag", help="input rosbag2 directory (mcap or sqlite3)")
+    p.add_argument("-o", "--output", required=True, help="output directory (bag/, frames.jsonl, "
+                   "frames.csv, overlays.png, summary.json); re-running resumes it")
+    p.add_argument("--model", required=True, help="checkpoint directory for LensSegmenter")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--command", help="fixed command applied to the selected frames")
+    src.add_argument("--command-topic", help="std_msgs/String topic of the bag with the commands")
+    p.add_argument("--image-topic", help="Image or CompressedImage topic (default: the only "
+                   "one whose name does not contain 'depth')")
+    p.add_argument("--every-n-frames", type=int, default=1, help="run on every N-th frame "
+                   "(others are recorded as SKIPPED; default 1)")
+    p.add_argument("--every-seconds", type=float, default=0.0, help="run when this much bag time "
+                   "passed since the last run (overrides --every-n-frames when > 0)")
+    p.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
+                   help="force reasoning on/off (default: the checkpoint's setting)")
+    p.add_argument("--max-new-tokens", type=int, help="generation budget (default: checkpoint's)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", help="torch dtype (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), help="output bag storage "
+                   "(default: as the input)")
+    p.add_argument("--result-topic", default="/lens/result", help="LensResult output topic")
+    p.add_argument("--mask-topic", default="/lens/mask", help="mono8 mask output topic")
+    p.add_argument("--debug-topic", default="/lens/debug_image",
+                   help="rgb8 overlay output topic ('' = none)")
+    p.add_argument("--strip-frames", type=int, default=8, help="overlays in overlays.png (0 = none)")
+    p.add_argument("--video", action="store_true", help="also write overlays.mp4 (OpenCV mp4v)")
+    p.add_argument("--max-frames", type=int, help="process only the first N frames")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_play(sub) -> None:
+    p = sub.add_parser("play", help="republish a bag's topics through rclpy with original timing")
+    p.add_argument("bag", help="rosbag2 directory (mcap or sqlite3)")
+    p.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1.0)")
+    p.add_argument("--loop", action="store_true", help="repeat until interrupted")
+    p.add_argument("--start-offset", type=float, default=0.0, help="skip the first N seconds")
+    p.add_argument("--topics", nargs="+", help="topics to play (default: all)")
+    p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
+                   help="publish bag topic FROM on topic TO")
+    p.add_argument("--qos-depth", type=int, default=10, help="publisher history depth")
+    p.add_argument("--best-effort", action="store_true", help="publish best effort (default "
+                   "reliable, which also reaches best-effort subscribers)")
+    p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to N s until every topic has a subscriber before playing")
+    p.add_argument("--delay", type=float, default=0.0, help="sleep N s before the first message")
+
+
+def _add_record(sub) -> None:
+    p = sub.add_parser("record", help="record live topics (LensResult included) into a bag")
+    p.add_argument("topics", nargs="+", help="absolute topic names, e.g. /lens/result")
+    p.add_argument("-o", "--output", required=True, help="bag directory to create")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage "
+                   "(default mcap)")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after N s (0 = Ctrl-C)")
+    p.add_argument("--max-messages", type=int, default=0, help="stop after N messages in total")
+    p.add_argument("--qos-depth", type=int, default=100, help="subscription history depth")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The ``lens-bag`` parser with its three subcommands."""
+    p = argparse.ArgumentParser(prog="lens-bag", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_run(sub)
+    _add_play(sub)
+    _add_record(sub)
+    return p
+
+
+def _run(args) -> int:
+    from lens_ros.bag.runner import BagRunner, RunConfig
+    from lens_ros.evaluation.cli import load_segmenter
+
+    cfg = RunConfig(image_topic=args.image_topic, command_topic=args.command_topic,
+                    command=args.command, every_n_frames=args.every_n_frames,
+                    every_seconds=args.every_seconds, reasoning=args.reasoning,
+                    result_topic=args.result_topic, mask_topic=args.mask_topic,
+                    debug_topic=args.debug_topic, storage=args.storage,
+                    strip_frames=args.strip_frames, video=args.video, max_frames=args.max_frames)
+    seg = load_segmenter(args.model, args.device, args.dtype, max_new_tokens=args.max_new_tokens)
+    summary = BagRunner(seg, cfg, progress=not args.no_progress).run(args.bag, args.output)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _ros(name: str, body) -> int:
+    """Run ``body(node, spin_once)`` inside rclpy; Ctrl-C ends it cleanly."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.node import Node
+
+    rclpy.init()
+    node = Node(name)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        body(node, lambda timeout: executor.spin_once(timeout_sec=timeout))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _play(args) -> int:
+    from lens_ros.bag.play import BagPlayer, PlayConfig
+
+    remap = {}
+    for item in args.remap:
+        src, sep, dst = item.partition(":=")
+        if not sep or not src or not dst:
+            raise ValueError(f"--remap {item!r} is not FROM:=TO, e.g. /camera/image:=/lens/image")
+        remap[src] = dst
+    cfg = PlayConfig(rate=args.rate, loop=args.loop, start_offset=args.start_offset,
+                     topics=args.topics, remap=remap, qos_depth=args.qos_depth,
+                     best_effort=args.best_effort, wait_for_subscribers=args.wait_for_subscribers,
+                     delay=args.delay)
+
+    def body(node, _spin_once):
+        n = BagPlayer(node, args.bag, cfg).play()
+        print(f"lens-bag play: published {n} messages from {args.bag}")
+
+    return _ros("lens_bag_play", body)
+
+
+def _record(args) -> int:
+    from lens_ros.bag.record import RecordConfig, record
+
+    cfg = RecordConfig(topics=args.topics, storage=args.storage, duration=args.duration,
+                       max_messages=args.max_messages, qos_depth=args.qos_depth)
+
+    def body(node, spin_once):
+        counts = record(node, args.output, cfg, spin_once)
+        print(f"lens-bag record: wrote {counts} to {args.output}")
+
+    return _ros("lens_bag_record", body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lens-bag``; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = make_parser().parse_args(argv)
+    handler = {"run": _run, "play": _play, "record": _record}[args.cmd]
+    try:
+        return handler(args)
+    except (ValueError, BagError, LensError) as err:
+        print(f"lens-bag {args.cmd}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
