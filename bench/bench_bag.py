@@ -2,8 +2,10 @@
 outside the model (bag I/O, image conversion, overlays, result messages; target < 10 %).
 
 For each frame size: writes an rgb8 bag (seeded), warms the model up, times the model alone on
-the same decoded frames (the baseline), then times the whole runner on the bag.
-Usage: python bench/bench_bag.py [--frames 60] [--sizes 160x120 640x480] [--storage mcap]
+the same decoded frames (the baseline), then times the whole runner on the bag; both are
+repeated and the fastest repeat is printed (the machine is shared: the fastest is the least
+disturbed). Usage: python bench/bench_bag.py [--frames 60] [--sizes 160x120 640x480]
+[--storage mcap] [--repeats 2]
 """
 import argparse
 import json
@@ -49,6 +51,7 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["160x120", "640x480"], help="WxH frame sizes")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage")
     p.add_argument("--max-new-tokens", type=int, default=8, help="generation budget")
+    p.add_argument("--repeats", type=int, default=2, help="timed repeats; the fastest is shown")
     args = p.parse_args()
     rng = np.random.default_rng(0)
     work = Path(tempfile.mkdtemp(prefix="bench_bag_"))
@@ -64,16 +67,17 @@ def main() -> None:
         for rgb in frames[:3]:  # warm-up
             seg.set_image(rgb)
             seg.segment(COMMAND)
-        t0 = time.perf_counter()
-        for rgb in frames:  # baseline: the model alone on already-decoded frames
-            seg.set_image(rgb)
-            seg.segment(COMMAND)
-        model_only = time.perf_counter() - t0
-        runner = BagRunner(seg, RunConfig(command=COMMAND), progress=False)
-        t0 = time.perf_counter()
-        summary = runner.run(bag, work / f"out_{size}")
-        wall = time.perf_counter() - t0
-        recs = [json.loads(x) for x in open(work / f"out_{size}" / "frames.jsonl")]
+        model_only = min(_time_model(seg, frames) for _ in range(args.repeats))
+        runs = []
+        for k in range(args.repeats):
+            runner = BagRunner(seg, RunConfig(command=COMMAND), progress=False)
+            t0 = time.perf_counter()
+            summary = runner.run(bag, work / f"out_{size}_{k}")
+            runs.append((time.perf_counter() - t0, runner, k))
+            if summary["frames"] != args.frames:
+                raise RuntimeError(f"runner recorded {summary['frames']} of {args.frames} frames")
+        wall, runner, k = min(runs, key=lambda r: r[0])
+        recs = [json.loads(x) for x in open(work / f"out_{size}_{k}" / "frames.jsonl")]
         conv = sum(r["conv_ms"] for r in recs) / 1e3
         share = (wall - runner.model_s) / wall
         print(f"{size}: lens-bag run {args.frames / wall:6.1f} frames/s  "
@@ -83,8 +87,15 @@ def main() -> None:
               f"rest (bag I/O, overlay, results) "
               f"{(wall - runner.model_s - conv) * 1e3 / args.frames:.2f} ms/frame; "
               f"model {runner.model_s * 1e3 / args.frames:.1f} ms/frame]")
-        if summary["frames"] != args.frames:
-            raise RuntimeError(f"runner recorded {summary['frames']} of {args.frames} frames")
+
+
+def _time_model(seg, frames: list[np.ndarray]) -> float:
+    """Seconds for the model alone (set_image + segment) over already-decoded frames."""
+    t0 = time.perf_counter()
+    for rgb in frames:
+        seg.set_image(rgb)
+        seg.segment(COMMAND)
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ COMMANDS = ["the red mug", "the blue box in front", "the yellow ball", "the lapt
 
 
 def mid_config() -> LensConfig:
-    """~60M parameters: Qwen text 512x8, vision 256x4, SAM 2 Hiera-T (sam2_hiera_t) at 512 px."""
+    """~90M parameters: Qwen text 512x8, vision 256x4, SAM 2 Hiera-T (sam2_hiera_t) at 512 px."""
     cfg = tiny_config()
     cfg.text_config.update({"hidden_size": 512, "intermediate_size": 1408,
                             "num_hidden_layers": 8, "num_attention_heads": 8,
@@ -71,7 +71,8 @@ def bench_config(name: str, args: argparse.Namespace, rgb: np.ndarray) -> None:
     processor = build_processor(tokenizer, cfg.processing.min_pixels, cfg.processing.max_pixels)
     seg = LensSegmenter(model, processor, InferenceConfig(max_new_tokens=args.max_new_tokens))
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"\n== {name}: {params:.1f}M parameters, SAM {cfg.sam.variant} at {cfg.sam.image_size} px,"
+    print(f"\n== {name}: {params:.1f}M parameters, SAM {cfg.sam.variant} at "
+          f"{cfg.sam.image_size} px,"
           f" LLM hidden {cfg.hidden_size} x {cfg.text_config['num_hidden_layers']} layers,"
           f" image {rgb.shape[1]}x{rgb.shape[0]} ==")
 

@@ -50,7 +50,7 @@ class CameraIntrinsics:
 
     @classmethod
     def from_camera_info(cls, info: Any) -> "CameraIntrinsics":
-        """Read ``k``, ``width`` and ``height`` from a ``sensor_msgs/CameraInfo`` (rclpy or rosbags).
+        """Read ``k``, ``width`` and ``height`` of a ``sensor_msgs/CameraInfo`` (rclpy or rosbags).
 
         Raises:
           BadImageError: when ``k`` is not 9 numbers or the focal lengths are not positive.
@@ -155,7 +155,7 @@ def metres_to_16uc1(depth_m: np.ndarray) -> np.ndarray:
 
 
 def erode_mask(mask: np.ndarray, pixels: int = 1) -> np.ndarray:
-    """Binary erosion with a 3x3 square, ``pixels`` times; pixels outside the image count as off."""
+    """Binary erosion by a 3x3 square, ``pixels`` times; pixels outside the image count as off."""
     out = np.asarray(mask, dtype=bool)
     for _ in range(max(int(pixels), 0)):
         p = np.pad(out, 1, constant_values=False)
@@ -193,13 +193,14 @@ def target_3d(mask: np.ndarray, depth: np.ndarray, intrinsics: Any, *, erode_px:
     """Robust 3D position and extent of a segmented object from an aligned depth image.
 
     The mask is eroded by ``erode_px`` pixels (depth at object borders mixes object and
-    background; if erosion removes everything the original mask is used), invalid depths are
+    background; if no valid depth survives erosion the whole mask is used), invalid depths are
     ignored, and the median of the remaining depths, placed at the mask's centroid, gives a
     point on the visible surface. The visible surface lies in front of the object's centre, so
     that point is pushed back along its viewing ray by ``centre_offset`` x the object's width;
-    0.4 suits objects about as deep as they are wide. Measured on 556 objects of the synthetic
-    scenes (112 px): median error 1.0 % of the distance (cubes, balls, mugs, cups, bottles,
-    cylinders <= 1 %; flat books and bowls ~3 %, cones ~4 %, up to 7 %).
+    0.4 suits objects about as deep as they are wide. Measured on 533 objects of 150 synthetic
+    scenes (112 px, noisy depth, partial occlusion): median error 1.1 % of the distance (cubes,
+    balls, mugs, cups, bottles, cylinders ~1 %; flat books and bowls ~3.5 %, cones ~4 %; 90th
+    percentile 4.3 %, worst 7 %).
 
     Arguments:
       mask (np.ndarray): HxW bool target mask, aligned with ``depth`` (same shape; a mask of
@@ -231,9 +232,10 @@ def target_3d(mask: np.ndarray, depth: np.ndarray, intrinsics: Any, *, erode_px:
         raise NoDepthError("the target mask is empty, so there is no depth to read")
     k = _as_intrinsics(intrinsics, (h, w))
     core = erode_mask(mask, erode_px)
-    if not core.any():
-        core = mask
     valid = core & np.isfinite(depth_m)
+    if not valid.any():  # a thin or hole-ridden object: take the border pixels too
+        core = mask
+        valid = core & np.isfinite(depth_m)
     n_valid, n_mask = int(valid.sum()), int(core.sum())
     if n_valid == 0:
         raise NoDepthError(f"no valid depth under the mask: 0 of {n_mask} pixels have a "

@@ -46,9 +46,7 @@ def overlay(image: np.ndarray, mask: np.ndarray | None = None,
     if h == 0 or w == 0:
         return out
     if mask is not None and mask.shape[:2] == (h, w):
-        sel = np.asarray(mask).astype(bool)
-        tint = np.array(MASK_COLOR, dtype=np.float32)
-        out[sel] = (out[sel] * (1.0 - alpha) + tint * alpha).astype(np.uint8)
+        _tint(out, np.asarray(mask), alpha)
     if box is not None:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         x1, x2 = sorted((min(max(x1, 0), w - 1), min(max(x2, 0), w - 1)))
@@ -64,13 +62,27 @@ def overlay(image: np.ndarray, mask: np.ndarray | None = None,
     return out
 
 
+def _tint(out: np.ndarray, mask: np.ndarray, alpha: float) -> None:
+    """Blend ``MASK_COLOR`` into ``out`` where ``mask`` is set (in place), within the mask's box
+    only: OpenCV on a crop is ~10x faster than numpy boolean indexing on the whole frame."""
+    sel = mask.astype(bool, copy=False)
+    rows, cols = np.flatnonzero(sel.any(axis=1)), np.flatnonzero(sel.any(axis=0))
+    if rows.size == 0:
+        return
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop = out[r0:r1, c0:c1]
+    blended = cv2.convertScaleAbs(crop, alpha=1.0 - alpha)  # one temporary, then in place
+    cv2.add(blended, tuple(float(c) * alpha for c in MASK_COLOR) + (0.0,), dst=blended)
+    cv2.copyTo(blended, sel[r0:r1, c0:c1].view(np.uint8), crop)
+
+
 def _text_band(out: np.ndarray, lines: list[str]) -> None:
     """Write lines on a darkened band at the top of ``out`` (in place)."""
     h, w = out.shape[:2]
     scale = max(0.35, min(1.0, w / 1280))
     line_h = int(24 * scale) + 4
     band = min(h, line_h * len(lines) + 6)
-    out[:band] = (out[:band] * 0.35).astype(np.uint8)
+    out[:band] = cv2.convertScaleAbs(out[:band], alpha=0.35)
     for i, text in enumerate(lines):
         y = 4 + line_h * (i + 1) - 6
         if y >= h:

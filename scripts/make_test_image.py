@@ -5,7 +5,7 @@ a yellow ball and a grey laptop. ``python scripts/make_test_image.py [output.png
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +33,14 @@ def make_image(width: int = 320, height: int = 240) -> Image.Image:
     return img
 
 
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", nargs="?", default=str(OUT), help="PNG file to write")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0]) if args else OUT
+    out = Path(make_parser().parse_args(argv).output)
     out.parent.mkdir(parents=True, exist_ok=True)
     make_image().save(out, optimize=True)
     print(f"wrote {out} ({out.stat().st_size} bytes)")

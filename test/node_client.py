@@ -37,10 +37,15 @@ def long_talker_checkpoint(tiny_dir: Path, out_dir: Path) -> Path:
 
 
 class LensNodeProcess:
-    """``lens_node`` in a subprocess (the installed console script), output in ``log``."""
+    """``lens_node`` in a subprocess (the installed console script, or ``python -c code``),
+    output in ``log``."""
 
-    def __init__(self, log_dir: Path, params: dict, remaps: dict | None = None) -> None:
-        argv = [str(Path(sys.prefix) / "bin" / "lens_node"), "--ros-args"]
+    def __init__(self, log_dir: Path, params: dict, remaps: dict | None = None,
+                 code: str | None = None) -> None:
+        if code is None:
+            argv = [str(Path(sys.prefix) / "bin" / "lens_node"), "--ros-args"]
+        else:  # python -c CODE, for a node process prepared by the test
+            argv = [sys.executable, "-c", code, "--ros-args"]
         for key, value in params.items():
             argv += ["-p", f"{key}:={_param_text(value)}"]
         for src, dst in (remaps or {}).items():
@@ -84,7 +89,9 @@ def _param_text(value) -> str:
 class NodeClient:
     """A probe node (own context) wired to every interface of one lens_node."""
 
-    def __init__(self, name: str = "lens_test_client", ns: str = "") -> None:
+    def __init__(self, name: str = "lens_test_client", ns: str = "",
+                 camera_qos: bool = False) -> None:
+        """``camera_qos``: publish frames best effort (keep last 1), as a camera driver does."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from lifecycle_msgs.srv import ChangeState, GetState
@@ -107,7 +114,10 @@ class NodeClient:
         reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
                               history=HistoryPolicy.KEEP_LAST, depth=50)
         prefix = f"{ns}/" if ns else ""
-        self.image_pub = self.node.create_publisher(Image, f"{prefix}image", reliable)
+        from rclpy.qos import qos_profile_sensor_data
+
+        self.image_pub = self.node.create_publisher(
+            Image, f"{prefix}image", qos_profile_sensor_data if camera_qos else reliable)
         self.command_pub = self.node.create_publisher(String, f"{prefix}command", reliable)
         self.results, self.masks, self.reasonings, self.debug, self.diagnostics = [], [], [], [], []
         self._record(LensResult, f"{prefix}result", self.results, reliable)

@@ -2,14 +2,20 @@
 records the node's results into an mcap bag: each command of the bag gets a result."""
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import cv2
 import pytest
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
+from sensor_msgs.msg import Image
 
+from conftest import spin_until
+from lens_ros.bag.play import BagPlayer, PlayConfig
 from node_client import LensNodeProcess
 from test_bag import H, W, _scene, read_bag
 
@@ -22,18 +28,18 @@ LENS_BAG = str(Path(sys.prefix) / "bin" / "lens-bag")  # the console script user
 def write_play_bag(path: Path) -> Path:
     """bgr8 frames at 10 Hz on /camera/image and three commands on /command (sqlite3)."""
     ts = get_typestore(Stores.ROS2_JAZZY)
-    Image, String = ts.types["sensor_msgs/msg/Image"], ts.types["std_msgs/msg/String"]
+    BagImage, String = ts.types["sensor_msgs/msg/Image"], ts.types["std_msgs/msg/String"]
     Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
     with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
-        ci = w.add_connection("/camera/image", Image.__msgtype__, typestore=ts)
+        ci = w.add_connection("/camera/image", BagImage.__msgtype__, typestore=ts)
         cc = w.add_connection("/command", String.__msgtype__, typestore=ts)
         for i in range(N_FRAMES):
             t = i * 100_000_000
             bgr = cv2.cvtColor(_scene(i), cv2.COLOR_RGB2BGR)
-            msg = Image(header=Header(stamp=Time(sec=100 + i, nanosec=0), frame_id="bag_cam"),
+            msg = BagImage(header=Header(stamp=Time(sec=100 + i, nanosec=0), frame_id="bag_cam"),
                         height=H, width=W, encoding="bgr8", is_bigendian=0, step=W * 3,
                         data=bgr.reshape(-1))
-            w.write(ci, t, ts.serialize_cdr(msg, Image.__msgtype__))
+            w.write(ci, t, ts.serialize_cdr(msg, BagImage.__msgtype__))
             if i in COMMANDS:
                 w.write(cc, t + 30_000_000, ts.serialize_cdr(String(data=COMMANDS[i]),
                                                              String.__msgtype__))
@@ -77,3 +83,27 @@ def test_play_into_live_node_and_record_a_result_per_command(tmp_path, tiny_mode
         assert r.header.frame_id == "bag_cam" and 100 <= r.header.stamp.sec < 100 + N_FRAMES
         assert r.status == 0, r.error  # STATUS_OK
         assert (r.mask.height, r.mask.width) == (H, W)
+
+
+def test_play_honours_start_offset_topic_filter_and_remap(tmp_path, rclpy_node):
+    """Played in-process at 10x: only messages from 1.0 s of bag time on, only /camera/image,
+    published on the remapped topic, each exactly once."""
+    bag = write_play_bag(tmp_path / "bag")
+    probe, ctx = rclpy_node
+    got = []
+    probe.create_subscription(Image, "/replayed", got.append, QoSProfile(depth=100))
+    player_node = Node("player_under_test", context=ctx)
+    cfg = PlayConfig(rate=10.0, start_offset=1.0, topics=["/camera/image"],
+                     remap={"/camera/image": "/replayed"}, qos_depth=100,
+                     wait_for_subscribers=10.0)
+    player = BagPlayer(player_node, bag, cfg)
+    published = []
+    thread = threading.Thread(target=lambda: published.append(player.play()))
+    thread.start()
+    try:
+        assert spin_until(probe, lambda: len(got) >= N_FRAMES - 10 and published, timeout=30)
+    finally:
+        thread.join(timeout=10)
+        player_node.destroy_node()
+    assert published == [N_FRAMES - 10]  # frames 10..19 (t >= 1.0 s), no command
+    assert [m.header.stamp.sec for m in got] == list(range(110, 100 + N_FRAMES))

@@ -7,7 +7,7 @@ from pycocotools import mask as mask_utils
 from lens_ros.core import BadImageError, NoDepthError
 from lens_ros.geometry import (CameraIntrinsics, backproject, depth_to_metres, erode_mask,
                                mask_to_box, metres_to_16uc1, project, target_3d)
-from lens_ros.synthetic import SceneConfig, make_scene
+from lens_ros.synthetic import make_scene
 
 K = CameraIntrinsics(fx=100.0, fy=110.0, cx=31.5, cy=23.5, width=64, height=48)
 

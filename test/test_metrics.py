@@ -107,7 +107,8 @@ def _reference_iu(pred: np.ndarray, gt: np.ndarray):
 def test_agrees_with_reference_histc(seed):
     rng = np.random.default_rng(seed)
     pred = rng.random((23, 17)) > 0.5
-    gt = rng.choice(np.array([0, 1, 2, 255], dtype=np.uint8), size=(23, 17), p=[0.4, 0.4, 0.1, 0.1])
+    values = np.array([0, 1, 2, 255], dtype=np.uint8)
+    gt = rng.choice(values, size=(23, 17), p=[0.4, 0.4, 0.1, 0.1])
     assert intersection_union(pred, gt) == _reference_iu(pred, gt)
 
 

@@ -1,4 +1,4 @@
-"""LensModel: the faithful mask pass (1-D positions, post-norm queries), SAM 2 decoding, key names."""
+"""LensModel: the faithful mask pass (1-D positions, post-norm queries), SAM 2, key names."""
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +194,14 @@ def test_config_round_trip_and_unknown_fields():
         InferenceConfig().replace(max_new_token=3)
     with pytest.raises(ValueError, match="max_new_tokens"):
         InferenceConfig().replace(max_new_tokens=0)
+
+
+def test_dense_pe_equals_sam2_in_fp32_and_works_in_bf16(tiny):
+    from lens_ros.model.modeling import dense_image_pe
+
+    model, _ = tiny
+    pe = model.sam.sam_prompt_encoder
+    assert torch.allclose(dense_image_pe(pe), pe.get_dense_pe(), atol=1e-6)
+    bf16 = build_lens("tiny", seed=0, dtype=torch.bfloat16)
+    out = dense_image_pe(bf16.sam.sam_prompt_encoder)
+    assert out.dtype == torch.bfloat16 and out.shape == (1, 256, 16, 16)

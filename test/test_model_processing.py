@@ -101,3 +101,14 @@ def test_rgba_drops_alpha_and_keeps_colours():
 def test_bad_images_raise_bad_image_error(image, message):
     with pytest.raises(BadImageError, match=message):
         to_rgb_array(image)
+
+
+def test_lens_bound_applies_inside_a_wider_qwen_processor():
+    # a released Qwen2.5-VL processor allows up to 12845056 pixels; LENS resizes to <= 1e6 first
+    from lens_ros.model.tokenizer import build_bpe_tokenizer
+
+    qwen_like = build_processor(build_bpe_tokenizer(), 3136, 12845056)
+    rgb = np.zeros((1200, 1600, 3), np.uint8)
+    llm = prepare_llm_image(rgb, qwen_like, min_pixels=3136, max_pixels=1_000_000)
+    assert llm.resized_hw == smart_resize(1200, 1600) == (840, 1148)
+    assert llm.num_tokens == 840 * 1148 // 28 // 28

@@ -96,10 +96,14 @@ def test_cancel_stops_generation(segmenter):
         calls.append(1)
         return len(calls) >= 3
 
-    with pytest.raises(CanceledError, match="canceled after 3 generated tokens"):
+    # polled once before generation, then after every token: the 3rd poll follows token 2
+    with pytest.raises(CanceledError, match="canceled after 2 generated tokens") as err:
         segmenter.segment("the mug", cancel=cancel)
     assert len(calls) == 3
+    assert isinstance(err.value.partial, str)
     assert segmenter.segment("the mug").ok  # usable afterwards
+    with pytest.raises(CanceledError, match="before generation"):
+        segmenter.segment("the mug", cancel=lambda: True)
 
 
 def test_cancel_from_another_thread(segmenter):
@@ -198,3 +202,14 @@ def test_reasoning_prompt_changes_the_input(segmenter):
 def test_unknown_override_is_rejected(tiny_model_dir):
     with pytest.raises(ValueError, match="max_tokens"):
         LensSegmenter.from_pretrained(tiny_model_dir, max_tokens=5)
+
+
+def test_bf16_inference_matches_fp32_closely(tiny_model_dir, bundled_image):
+    # the dtype used on CUDA; CPU bf16 exercises the same casts (SAM FPN levels, dense PE)
+    seg = LensSegmenter.from_pretrained(tiny_model_dir, dtype=torch.bfloat16, max_new_tokens=4)
+    ref = LensSegmenter.from_pretrained(tiny_model_dir, max_new_tokens=4)
+    for s in (seg, ref):
+        s.set_image(bundled_image)
+    a, b = seg.segment("the mug"), ref.segment("the mug")
+    assert seg.model.dtype == torch.bfloat16 and a.mask.shape == b.mask.shape
+    assert abs(a.score - b.score) < 0.05

@@ -47,7 +47,8 @@ def _add_run(sub) -> None:
     p.add_argument("--mask-topic", default="/lens/mask", help="mono8 mask output topic")
     p.add_argument("--debug-topic", default="/lens/debug_image",
                    help="rgb8 overlay output topic ('' = none)")
-    p.add_argument("--strip-frames", type=int, default=8, help="overlays in overlays.png (0 = none)")
+    p.add_argument("--strip-frames", type=int, default=8,
+                   help="overlays in overlays.png (0 = none)")
     p.add_argument("--video", action="store_true", help="also write overlays.mp4 (OpenCV mp4v)")
     p.add_argument("--max-frames", type=int, help="process only the first N frames")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

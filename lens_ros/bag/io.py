@@ -42,7 +42,7 @@ def _msg_dirs(package: str) -> list[Path]:
 
 
 def find_msg_files(package: str = PACKAGE) -> list[Path]:
-    """The ``.msg`` files of ``package`` from the first folder of :func:`_msg_dirs` that has any."""
+    """The ``.msg`` files of ``package``, from the first folder of :func:`_msg_dirs` with any."""
     for folder in _msg_dirs(package):
         files = sorted(folder.glob("*.msg"))
         if files:
@@ -184,8 +184,8 @@ class OutputBag:
                 offered_qos_profiles=like.ext.offered_qos_profiles)
             return
         if not ensure_type(self.typestore, msgtype, like):
-            raise BagError(f"message type {msgtype!r} of {topic} is unknown; its .msg file must be "
-                           "installed under share/ or stored in the input bag")
+            raise BagError(f"message type {msgtype!r} of {topic} is unknown; its .msg file must "
+                           "be installed under share/ or stored in the input bag")
         self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
 
     def write_raw(self, topic: str, time_ns: int, raw: bytes) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from lens_ros.bag.io import OutputBag
+from lens_ros.bag.io import BagError, OutputBag
 from lens_ros.bag.play import message_class
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,16 @@ class BagRecorder:
                               for p in pubs)
             qos = QoSProfile(depth=self.cfg.qos_depth, reliability=ReliabilityPolicy.BEST_EFFORT
                              if best_effort else ReliabilityPolicy.RELIABLE)
-            self.bag.add_topic(topic, msgtype)
+            try:
+                cls = message_class(msgtype)
+                self.bag.add_topic(topic, msgtype)
+            except BagError as err:  # unknown type: keep recording the other topics
+                log.error("cannot record %s: %s", topic, err)
+                self._subs[topic] = None
+                continue
             self.counts[topic] = 0
             self._subs[topic] = self.node.create_subscription(
-                message_class(msgtype), topic, lambda raw, t=topic: self._on_message(t, raw), qos,
+                cls, topic, lambda raw, t=topic: self._on_message(t, raw), qos,
                 raw=True)
             log.info("recording %s (%s, %s)", topic, msgtype,
                      "best effort" if best_effort else "reliable")
@@ -87,7 +93,8 @@ class BagRecorder:
         """Stop discovering and receiving (the bag itself is closed by its owner)."""
         self.node.destroy_timer(self._timer)
         for sub in self._subs.values():
-            self.node.destroy_subscription(sub)
+            if sub is not None:
+                self.node.destroy_subscription(sub)
         self._subs.clear()
 
     def _on_message(self, topic: str, raw: bytes) -> None:

@@ -1,4 +1,5 @@
-"""Per-frame reports of ``lens-bag run``: CSV rows, records back into results, overlay strip/video."""
+"""Per-frame reports of ``lens-bag run``: CSV rows, records back into results, overlay strip
+and video."""
 from __future__ import annotations
 
 import csv
@@ -77,7 +78,8 @@ class VideoSink:
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
                                            self.fps, self._size)
             if not self._writer.isOpened():
-                log.warning("OpenCV cannot write %s (no mp4v encoder); use the PNG strip", self.path)
+                log.warning("OpenCV cannot write %s (no mp4v encoder); use the PNG strip",
+                            self.path)
                 self._failed = True
                 return
         if (rgb.shape[1], rgb.shape[0]) != self._size:

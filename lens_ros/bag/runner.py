@@ -92,7 +92,7 @@ def _pick_image_topic(bag: InputBag, wanted: str | None) -> tuple[str, str]:
     return next(iter(images.items()))
 
 
-def decode_frame(bag: InputBag, conn, raw: bytes, types) -> tuple[object, np.ndarray]:
+def decode_frame(bag: InputBag, conn, raw: bytes) -> tuple[object, np.ndarray]:
     """(header, HxWx3 uint8 RGB) of one image message.
 
     Raises:
@@ -175,12 +175,12 @@ class BagRunner:
         done = {r["frame"]: r for r in self._check_resume(out, bag_path)}
         partial = out / "bag.partial"
         shutil.rmtree(partial, ignore_errors=True)  # an interrupted bag cannot be appended
-        cfg, types = self.cfg, self.types
+        cfg = self.cfg
         with InputBag(bag_path) as bag:
-            image_topic, image_type = _pick_image_topic(bag, cfg.image_topic)
+            image_topic, _ = _pick_image_topic(bag, cfg.image_topic)
             if cfg.command_topic and bag.topics.get(cfg.command_topic, ("",))[0] != STRING:
-                raise BagError(f"{cfg.command_topic} is not a std_msgs/String topic of {bag_path}; "
-                               f"topics: {bag.topics}")
+                raise BagError(f"{cfg.command_topic} is not a std_msgs/String topic of "
+                               f"{bag_path}; topics: {bag.topics}")
             n_frames = bag.topics[image_topic][1]
             if cfg.max_frames is not None:
                 n_frames = min(n_frames, cfg.max_frames)
@@ -235,7 +235,7 @@ class BagRunner:
         t0 = time.perf_counter()
         header, rgb, err = make_header(self.types, t_ns), None, None
         try:
-            header, rgb = decode_frame(bag, conn, raw, self.types)
+            header, rgb = decode_frame(bag, conn, raw)
         except BadImageError as e:
             err = e
         conv_ms = (time.perf_counter() - t0) * 1e3
@@ -258,7 +258,8 @@ class BagRunner:
     def _write_outputs(self, obag, t_ns, header, rgb, seg, rec):
         """Write result/mask/debug_image of one frame; returns the overlay (None without image)."""
         if seg is not None:
-            obag.write(self.cfg.result_topic, t_ns, segmentation_to_result(seg, header, self.types))
+            obag.write(self.cfg.result_topic, t_ns,
+                       segmentation_to_result(seg, header, self.types))
             if seg.ok:
                 obag.write(self.cfg.mask_topic, t_ns, mask_to_image(seg.mask, header, self.types))
         if rgb is None:

@@ -34,7 +34,8 @@ class EvalConfig:
 
     model: str = ""  #: checkpoint directory (save_pretrained layout)
     data_root: str = ""  #: folder holding refcoco/, refcoco+/, refcocog/ (or a synthetic export)
-    splits: list[str] = field(default_factory=lambda: ["paper"])  #: split names, or "paper" (all 8)
+    #: split names (e.g. refcocog.umd.val, synthetic/test), or "paper" for the paper's eight
+    splits: list[str] = field(default_factory=lambda: ["paper"])
     image_dir: str | None = None  #: image folder; None = ROOT/images/mscoco/images/train2014 etc.
     output: str = "lens_eval_out"  #: output directory (records, report, overlays)
     max_refs: int | None = None  #: evaluate only the first N refs of each split (quick checks)
@@ -57,12 +58,13 @@ def make_parser() -> argparse.ArgumentParser:
     """The ``lens-eval`` argument parser."""
     p = argparse.ArgumentParser(prog="lens-eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, help="YAML file with EvalConfig fields; flags override it")
+    p.add_argument("--config", type=Path,
+                   help="YAML file with EvalConfig fields; flags override it")
     p.add_argument("--model", help="checkpoint directory (config.json + safetensors + tokenizer)")
     p.add_argument("--data-root", help="folder with refcoco/, refcoco+/, refcocog/ "
                    "(the reference's refer_seg) or a RefCOCO-format synthetic export")
-    p.add_argument("--splits", nargs="+", help="split names such as refcoco.unc.val, refcoco/testA, "
-                   "synthetic/test, or 'paper' for the paper's eight (default)")
+    p.add_argument("--splits", nargs="+", help="split names such as refcoco.unc.val, "
+                   "refcoco/testA, synthetic/test, or 'paper' for the paper's eight (default)")
     p.add_argument("--image-dir", help="folder holding the images by file_name (default: "
                    "ROOT/images/mscoco/images/train2014, ROOT/DATASET/images, ROOT/images)")
     p.add_argument("-o", "--output", help="output directory (default lens_eval_out)")
@@ -72,7 +74,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
                    help="force reasoning on/off (default: the checkpoint's setting)")
     p.add_argument("--max-new-tokens", type=int, help="generation budget (default: checkpoint's)")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    p.add_argument("--device",
+                   help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
     p.add_argument("--dtype", help="torch dtype, e.g. bfloat16 or float32 (default: per device)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p

@@ -43,7 +43,8 @@ def read_records(path: str | Path) -> list[dict]:
             except json.JSONDecodeError:
                 torn = True
     if torn:
-        log.warning("dropping unreadable lines of %s (interrupted write); they are recomputed", path)
+        log.warning("dropping unreadable lines of %s (interrupted write); they are recomputed",
+                    path)
         with open(path, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in records)
     return records
@@ -109,7 +110,8 @@ class Evaluator:
                 (time.perf_counter() - t0) * 1e3
         self.model_calls += 1
         try:
-            segs = list(self.segmenter.segment_batch(list(sample.sentences), reasoning=self.reasoning))
+            segs = list(self.segmenter.segment_batch(list(sample.sentences),
+                                                     reasoning=self.reasoning))
         except LensError as err:  # one bad sentence must not sink its siblings: retry one by one
             log.warning("ref %d: batch failed (%s); segmenting its sentences one by one",
                         sample.ref_id, err)
@@ -121,7 +123,8 @@ class Evaluator:
                     segs.append(Segmentation.from_error(one, sentence, shape))
         return segs, (time.perf_counter() - t0) * 1e3
 
-    def evaluate(self, split: str, samples: Iterable[RefSample], records_path: str | Path) -> list[dict]:
+    def evaluate(self, split: str, samples: Iterable[RefSample],
+                 records_path: str | Path) -> list[dict]:
         """Evaluate ``samples`` of ``split``, appending to ``records_path``; returns all records
         of this split (old and new) in sample order."""
         records_path = Path(records_path)
@@ -133,7 +136,8 @@ class Evaluator:
         computed = 0
         with open(records_path, "a", encoding="utf-8") as out:
             for sample in bar:
-                missing = [i for i in range(len(sample.sentences)) if (sample.ref_id, i) not in done]
+                missing = [i for i in range(len(sample.sentences))
+                           if (sample.ref_id, i) not in done]
                 if not missing:
                     continue
                 segs, ms = self._segment_ref(sample)

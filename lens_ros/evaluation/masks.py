@@ -16,7 +16,8 @@ def encode_rle(mask: np.ndarray) -> dict:
     if mask.ndim != 2:
         raise ValueError(f"mask must be HxW, got shape {mask.shape}")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
+            "counts": rle["counts"].decode("ascii")}
 
 
 def decode_rle(rle: dict) -> np.ndarray:
@@ -56,8 +57,8 @@ def decode_annotation(segmentation, height: int, width: int) -> np.ndarray:
             if isinstance(counts, list):
                 rles.append(mask_utils.frPyObjects(part, h, w))
             else:
-                rles.append({"size": list(part["size"]),
-                             "counts": counts.encode("ascii") if isinstance(counts, str) else counts})
+                rles.append({"size": list(part["size"]), "counts":
+                             counts.encode("ascii") if isinstance(counts, str) else counts})
     decoded = mask_utils.decode(rles)
     if decoded.ndim == 2:
         decoded = decoded[:, :, None]

@@ -38,20 +38,26 @@ class SplitName:
     """One evaluation split, e.g. ``refcocog.umd.val``."""
 
     dataset: str  #: folder under the data root (refcoco, refcoco+, refcocog, or e.g. synthetic)
-    split_by: str | None  #: the ``refs(<split_by>).p`` variant; None = the only one present
+    split_by: str | None  #: the ``refs(<split_by>).p`` variant; None = the folder's only one
     split: str  #: the ``split`` value of the refs (val, testA, testB, test, ...)
 
     def __str__(self) -> str:
-        return f"{self.dataset}.{self.split_by or '*'}.{self.split}"
+        if self.split_by is None:
+            return f"{self.dataset}/{self.split}"
+        return f"{self.dataset}.{self.split_by}.{self.split}"
 
     @property
     def slug(self) -> str:
         """File-name-safe form, e.g. ``refcoco+_unc_testA``."""
-        return re.sub(r"[^A-Za-z0-9+_-]", "_", f"{self.dataset}_{self.split_by or 'any'}_{self.split}")
+        name = f"{self.dataset}_{self.split_by or 'any'}_{self.split}"
+        return re.sub(r"[^A-Za-z0-9+_-]", "_", name)
 
 
 def parse_split(text: str) -> SplitName:
     """``refcoco.unc.val``, ``refcoco/val`` or ``synthetic/test`` -> :class:`SplitName`.
+
+    ``DATASET/SPLIT`` takes the public datasets' SPLIT_BY (unc, umd); for other folders it means
+    the folder's only ``refs(*).p``.
 
     Raises:
       ValueError: when the text has neither form.
@@ -98,7 +104,8 @@ def _refs_file(folder: Path, split_by: str | None) -> Path:
     found = sorted(folder.glob("refs(*).p"))
     if len(found) != 1:
         raise FileNotFoundError(f"expected exactly one refs(*).p in {folder}, found "
-                                f"{[p.name for p in found]}; name the split as DATASET.SPLIT_BY.SPLIT")
+                                f"{[p.name for p in found]}; name the split as "
+                                "DATASET.SPLIT_BY.SPLIT")
     return found[0]
 
 

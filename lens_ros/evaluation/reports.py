@@ -55,7 +55,8 @@ def build_report(records_by_split: dict[str, list[dict]], model: str) -> dict:
             if r.get("level") is not None:
                 by_level[str(r["level"])].append(r)
         if by_level:
-            report["levels"][split] = {lv: split_metrics(rs) for lv, rs in sorted(by_level.items())}
+            report["levels"][split] = {lv: split_metrics(rs)
+                                       for lv, rs in sorted(by_level.items())}
     ours = [report["splits"][s]["ciou"] * 100 for s in PAPER_SPLITS if s in report["splits"]]
     report["paper_splits_evaluated"] = len(ours)
     report["avg_ciou_x100"] = float(np.mean(ours)) if ours else None
@@ -99,7 +100,8 @@ def _metrics_row(name: str, m: dict) -> str:
                  and s != Status.NO_TARGET.name)
     cells = [name, str(m["n"]), str(m["refs"]), _cell(m["ciou"] * 100), _cell(m["giou"] * 100),
              *(_cell(m[f"p@{t}"] * 100) for t in PRECISION_THRESHOLDS),
-             _cell(m[f"box_acc@{BOX_ACC_THRESHOLD}"] * 100), _cell(m["box_iou"] * 100), str(errors)]
+             _cell(m[f"box_acc@{BOX_ACC_THRESHOLD}"] * 100), _cell(m["box_iou"] * 100),
+             str(errors)]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -137,7 +139,8 @@ def write_overlays(records: list[dict], directory: str | Path, count: int) -> li
     directory.mkdir(parents=True, exist_ok=True)
     ranked = sorted(records, key=lambda r: (r["iou"], r["ref_id"], r["sent_index"]))
     picks = [("worst", i, r) for i, r in enumerate(ranked[:count])]
-    picks += [("best", i, r) for i, r in enumerate(reversed(ranked[max(count, len(ranked) - count):]))]
+    best = ranked[max(count, len(ranked) - count):]  # never the same record twice
+    picks += [("best", i, r) for i, r in enumerate(reversed(best))]
     written = []
     for kind, rank, rec in picks:
         img = record_overlay(rec)

@@ -80,7 +80,7 @@ def parse_answer(completion: str) -> ParsedAnswer:
 
 
 def rescale_box(box: Box, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Box:
-    """Scale x by ``to_w / from_w`` and y by ``to_h / from_h`` (floats, no rounding or clipping)."""
+    """Scale x by ``to_w / from_w`` and y by ``to_h / from_h`` (floats, no rounding/clipping)."""
     sy = to_hw[0] / from_hw[0]
     sx = to_hw[1] / from_hw[1]
     x1, y1, x2, y2 = box

@@ -171,7 +171,7 @@ class LoadedCheckpoint:
     Attributes:
       model: the LensModel (eval mode, on the requested device and dtype).
       processor: ImageOnlyQwen2_5_VLProcessor, or None when ``with_processor=False``.
-      inference (InferenceConfig): the checkpoint's inference defaults (library defaults if absent).
+      inference (InferenceConfig): the checkpoint's inference defaults (else the library's).
     """
 
     model: Any

@@ -100,7 +100,7 @@ class ProcessingConfig:
 
 @dataclass
 class LensConfig:
-    """The whole LENS model: Qwen2.5-VL + 64 context queries + connector + conv + projection + SAM 2.
+    """The whole LENS model: Qwen2.5-VL + 64 queries + connector + conv + projection + SAM 2.
 
     Defaults are LENS-3B. ``text_config``/``vision_config`` are keyword dicts of transformers'
     ``Qwen2_5_VLTextConfig``/``Qwen2_5_VLVisionConfig``; the token ids must be those of the
@@ -143,8 +143,9 @@ class LensConfig:
             raise ValueError(f"text_config mrope_section {section} must sum to head_dim/2 = "
                              f"{d // heads // 2}; change mrope_section or num_attention_heads")
         if int(self.vision_config["out_hidden_size"]) != d:
-            raise ValueError(f"vision_config out_hidden_size {self.vision_config['out_hidden_size']}"
-                             f" must equal text hidden_size {d}")
+            out = self.vision_config["out_hidden_size"]
+            raise ValueError(f"vision_config out_hidden_size {out} must equal text hidden_size "
+                             f"{d}")
         if d % self.connector_heads:
             raise ValueError(f"connector_heads {self.connector_heads} must divide hidden {d}")
         if self.conv_kernel_size != self.num_queries:
@@ -194,7 +195,9 @@ class InferenceConfig:
     stability_delta: float = 0.05  #: logit band of SAM 2's stability score
     stability_thresh: float = 0.98  #: stability below this triggers the fallback
     mask_threshold: float = 0.0  #: a pixel is in the mask when its upsampled logit exceeds this
-    max_pixels: int | None = None  #: override of the LLM image area bound (None: checkpoint's)
+    #: override of the LLM image area bound (None: the checkpoint's ``processing.max_pixels``);
+    #: clamped to the processor's own bound
+    max_pixels: int | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the field and the accepted range."""

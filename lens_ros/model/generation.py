@@ -10,7 +10,7 @@ from transformers.generation.streamers import BaseStreamer
 
 
 def eos_token_ids(generation_config: GenerationConfig) -> list[int]:
-    """End-of-turn ids of a generation config as a list (Qwen: ``<|im_end|>``, ``<|endoftext|>``)."""
+    """End-of-turn ids of a generation config as a list (Qwen: im_end and endoftext)."""
     eos = generation_config.eos_token_id
     if eos is None:
         return []

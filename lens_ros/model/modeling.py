@@ -17,6 +17,7 @@ the LENS head lives in the public methods below.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,22 @@ def position_ids_1d(attention_mask: torch.Tensor) -> torch.Tensor:
     """
     pos = attention_mask.long().cumsum(-1) - 1
     return pos.masked_fill(attention_mask == 0, 1)
+
+
+def dense_image_pe(prompt_encoder) -> torch.Tensor:
+    """``prompt_encoder.get_dense_pe()`` as LENS' vendored SAM 2 computes it: the grid and the
+    coordinates in the Gaussian matrix's dtype, so that a bf16 model works (the ``sam2``
+    package's version multiplies fp32 coordinates with the matrix and fails in bf16).
+    Equal to ``get_dense_pe()`` in fp32. Returns (1, C, h, w).
+    """
+    gauss = prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    h, w = prompt_encoder.image_embedding_size
+    grid = torch.ones((h, w), device=gauss.device, dtype=gauss.dtype)
+    y = (grid.cumsum(dim=0) - 0.5) / h
+    x = (grid.cumsum(dim=1) - 0.5) / w
+    coords = (2 * torch.stack([x, y], dim=-1) - 1) @ gauss
+    coords = 2 * math.pi * coords
+    return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1).permute(2, 0, 1)[None]
 
 
 class ConnectorAttention(nn.Module):
@@ -253,8 +270,11 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
     def encode_sam_image(self, sam_pixels: torch.Tensor) -> SamImageFeatures:
         """SAM 2 image encoder (Hiera + FPN) on normalised (B, 3, S, S) images."""
         sam = self.sam
-        backbone = sam.forward_image(sam_pixels.to(sam_dtype(sam)))
+        dtype = sam_dtype(sam)
+        backbone = sam.forward_image(sam_pixels.to(dtype))
         _, feats, _, sizes = sam._prepare_backbone_features(backbone)
+        # the FPN's top-down level comes out in fp32; the reference casts all to the image dtype
+        feats = [f.to(dtype) for f in feats]
         feats[-1] = feats[-1] + sam.no_mem_embed  # directly_add_no_mem_embed
         b = sam_pixels.shape[0]
         maps = [f.permute(1, 2, 0).reshape(b, -1, *s) for f, s in zip(feats, sizes)]
@@ -262,7 +282,7 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
 
     def decode_masks(self, prompt: torch.Tensor, features: SamImageFeatures,
                      multimask_fallback: bool | None = None) -> MaskPrediction:
-        """SAM 2 prompt encoder (no points/box/mask) + mask decoder with ``multimask_output=False``.
+        """SAM 2 prompt encoder (no points/box/mask) + decoder, ``multimask_output=False``.
 
         Arguments:
           prompt (torch.Tensor): (B, 1, 256) sparse prompt from :meth:`sam_prompt`.
@@ -279,7 +299,7 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
         _, dense = pe(points=None, boxes=None, masks=None)
         dtype = features.image_embed.dtype
         masks, iou, _, obj = dec.predict_masks(
-            image_embeddings=features.image_embed, image_pe=pe.get_dense_pe(),
+            image_embeddings=features.image_embed, image_pe=dense_image_pe(pe),
             sparse_prompt_embeddings=prompt.to(dtype),
             dense_prompt_embeddings=dense.to(dtype).expand(b, -1, -1, -1),
             repeat_image=(n != b), high_res_features=features.high_res)
@@ -293,7 +313,7 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
 
     @staticmethod
     def upsample_masks(low_res_logits: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
-        """Bilinear (align_corners False) in fp32 straight to (H, W): (B, 1, h, w) -> (B, 1, H, W)."""
+        """Bilinear (align_corners False), fp32, straight to (H, W): (B,1,h,w) -> (B,1,H,W)."""
         return F.interpolate(low_res_logits.float(), size=tuple(orig_hw), mode="bilinear",
                              align_corners=False)
 

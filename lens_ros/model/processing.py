@@ -55,7 +55,7 @@ def to_rgb_array(image) -> np.ndarray:
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 3136,
                  max_pixels: int = 1_000_000) -> tuple[int, int]:
-    """``qwen_vl_utils.smart_resize``: (h, w) multiples of ``factor``, area in [min, max], aspect kept.
+    """``qwen_vl_utils.smart_resize``: (h, w) multiples of ``factor``, area in [min, max].
 
     >>> smart_resize(480, 640)
     (476, 644)
@@ -126,14 +126,25 @@ class LlmImage:
 
 
 def prepare_llm_image(rgb: np.ndarray, processor, factor: int = 28,
-                      max_pixels: int | None = None) -> LlmImage:
-    """Smart-resize with PIL's bicubic filter (as LENS' demo), then run the image processor."""
+                      min_pixels: int | None = None, max_pixels: int | None = None) -> LlmImage:
+    """Smart-resize with PIL's bicubic filter (as LENS' demo), then run the image processor.
+
+    The area bounds default to the processor's; given bounds are clamped into the processor's
+    so that its own resize stays a no-op (a released Qwen processor allows 3136..12845056 and
+    LENS pre-resizes to at most 1e6 pixels).
+    """
     lo, hi = processor_pixel_bounds(processor)
+    lo = max(lo, min_pixels) if min_pixels else lo
     hi = min(hi, max_pixels) if max_pixels else hi
     h, w = smart_resize(rgb.shape[0], rgb.shape[1], factor, lo, hi)
     pil = Image.fromarray(rgb).resize((w, h), Image.BICUBIC)
     out = processor.image_processor(images=[pil], return_tensors="pt")
     grid = out["image_grid_thw"]
+    patch = int(getattr(processor.image_processor, "patch_size", 14))
+    if (int(grid[0, 1]) * patch, int(grid[0, 2]) * patch) != (h, w):
+        raise ValueError(f"the image processor resized {w}x{h} again to "
+                         f"{int(grid[0, 2]) * patch}x{int(grid[0, 1]) * patch}; its size bounds "
+                         f"{lo}..{hi} do not contain the smart_resize result")
     merge = int(getattr(processor.image_processor, "merge_size", 2))
     return LlmImage(pixel_values=out["pixel_values"], image_grid_thw=grid, resized_hw=(h, w),
                     num_tokens=int(grid.prod().item()) // merge ** 2)

@@ -1,6 +1,6 @@
 """LensSegmenter: the one inference API (node, bag runner, evaluator and demo all use it).
 
-    seg = LensSegmenter.from_pretrained(path)           # cuda + bf16 when available, else cpu + fp32
+    seg = LensSegmenter.from_pretrained(path)           # cuda+bf16 when available, else cpu+fp32
     seg.set_image(rgb)                                   # HxWx3 uint8 RGB; encodes once
     r = seg.segment("the red mug", stream=print)         # -> Segmentation
     rs = seg.segment_batch(["the mug", "the laptop"])    # one generate batch on the same image
@@ -11,6 +11,7 @@ parsed from the text and rescaled to the input image (it is independent of the m
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -131,7 +132,7 @@ class LensSegmenter:
         dec.dynamic_multimask_stability_thresh = self._config.stability_thresh
 
     def release(self) -> None:
-        """Free the model and the cached image (GPU memory too); later calls raise NotReadyError."""
+        """Free the model and the cached image (GPU memory too); later calls: NotReadyError."""
         with self._lock:
             on_cuda = self.model is not None and self.model.device.type == "cuda"
             self.model = None
@@ -156,7 +157,8 @@ class LensSegmenter:
             self._image = None
             cfg = model.lens_config
             llm = prepare_llm_image(rgb, self.processor, cfg.processing.patch_factor,
-                                    self._config.max_pixels)
+                                    cfg.processing.min_pixels,
+                                    self._config.max_pixels or cfg.processing.max_pixels)
             llm.pixel_values = llm.pixel_values.to(model.device, model.dtype)
             llm.image_grid_thw = llm.image_grid_thw.to(model.device)
             vision = model.model.get_image_features(llm.pixel_values, llm.image_grid_thw,
@@ -202,7 +204,8 @@ class LensSegmenter:
           command (str): referring expression, inserted unchanged into the LENS prompt.
           reasoning (bool | None): use the ``<think>`` prompt; None = ``config.reasoning``.
           stream (callable | None): called with the completion text so far after every token.
-          cancel (callable | None): polled after every token; True stops and raises CanceledError.
+          cancel (callable | None): polled before generation and after every token; True stops
+            and raises CanceledError (its ``partial`` attribute holds the completion so far).
         Returns:
           Segmentation with mask (HxW bool of the input image), box (xyxy input pixels or None),
           score, object_score, reasoning, answer, status OK or NO_TARGET, truncated, timings.
@@ -255,8 +258,10 @@ class LensSegmenter:
             total_ms = (time.perf_counter() - t_start) * 1e3 + encode_ms
             timings = Timings(encode_ms=encode_ms, generate_ms=gen.ms, mask_ms=mask_ms,
                               total_ms=total_ms)
+            # every result of a batch carries the batch's stage times (its own copy)
             return [self._result(text, gen.ids[i, gen.prompt_len:], gen.truncated[i], masks, i,
-                                 image, timings) for i, text in enumerate(texts)]
+                                 image, dataclasses.replace(timings))
+                    for i, text in enumerate(texts)]
 
     def _generate(self, model, image: _ImageState, texts, use_reasoning, stream,
                   cancel) -> _Generated:
@@ -270,6 +275,8 @@ class LensSegmenter:
         vision = _repeat_vision(image.vision, b)
         gen_cfg = greedy_config(model.generation_config, self._config.max_new_tokens,
                                 self._config.repetition_penalty)
+        if cancel is not None and cancel():
+            raise CanceledError("canceled before generation started")
         streamer = TextCallbackStreamer(self.tokenizer, stream) if stream else None
         stopper = CancelCriteria(cancel) if cancel else None
         t0 = time.perf_counter()
@@ -280,8 +287,10 @@ class LensSegmenter:
         if stopper is not None and stopper.fired:
             partial = self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:],
                                             skip_special_tokens=True)
-            raise CanceledError(f"canceled after {out.shape[1] - enc['input_ids'].shape[1]} "
+            err = CanceledError(f"canceled after {out.shape[1] - enc['input_ids'].shape[1]} "
                                 f"generated tokens; partial text: {partial[-200:]!r}")
+            err.partial = partial  # the completion so far, for CANCELED results
+            raise err
         prompt_len = enc["input_ids"].shape[1]
         eos = eos_token_ids(gen_cfg)
         truncated = [completion_state(out[i, prompt_len:], eos, self._config.max_new_tokens)[1]
@@ -294,10 +303,10 @@ class LensSegmenter:
     def _mask_pass(self, model: LensModel, image: _ImageState, ids, attn):
         """LENS' second pass: queries -> SAM prompt -> decoder on the cached image features."""
         b = ids.shape[0]
-        hidden = model.query_hidden_states(ids, attn, image_grid_thw=image.llm.image_grid_thw
-                                           .expand(b, -1),
-                                           mm_encoder_outputs={"image": _repeat_vision(
-                                               image.vision, b)})
+        grid = image.llm.image_grid_thw.expand(b, -1)
+        vision = {"image": _repeat_vision(image.vision, b)}
+        hidden = model.query_hidden_states(ids, attn, image_grid_thw=grid,
+                                           mm_encoder_outputs=vision)
         pred = model.decode_masks(model.sam_prompt(hidden), image.sam,
                                   multimask_fallback=self._config.stability_fallback)
         logits = model.upsample_masks(pred.low_res_logits, image.hw)

@@ -23,6 +23,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -130,7 +131,8 @@ class LensNode(LifecycleNode):
             "debug_image": self.create_publisher(Image, "debug_image", _image_qos("best_effort", 1)),
         }
         self._worker = InferenceWorker(self._segmenter, p, self._decode, self._deliver,
-                                       self._configure_model)
+                                       self._configure_model,
+                                       self._attach_3d if p.enable_3d else None)
         self._worker.start()
         qos = _image_qos(p.image_reliability, p.image_qos_depth)
         self._subs = [
@@ -188,6 +190,12 @@ class LensNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _attach_3d(self, out: Outcome) -> None:
+        """Extension point of the 3D target (issue 9, ``lens_ros.geometry``): called in the
+        worker thread after each successful model run while ``enable_3d`` is on, with the newest
+        ``depth`` and ``camera_info`` messages in ``self._depth`` / ``self._camera_info``; fills
+        ``out.result.point`` / ``extent`` or sets status NO_DEPTH. Nothing is computed yet."""
 
     def _decode(self, msg: Image):
         """Frame message -> HxWx3 uint8 RGB; ImageConversionError (BAD_IMAGE) on a bad frame."""
@@ -357,7 +365,14 @@ def _gpu_mb(device: str) -> float | None:
 def main(args: list[str] | None = None) -> int:
     """Console script ``lens_node``: spin the node with a multi-threaded executor."""
     rclpy.init(args=args)
-    node = LensNode()
+    try:
+        node = LensNode()
+    except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+        # a params file or -p override of the wrong type/range: say which, do not dump a trace
+        print(f"lens_node: {err}; fix the parameter (config/lens.yaml documents each one)",
+              file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     # Goals waiting for the model each hold a thread; images, commands, services and the
     # diagnostics timer need their own.
     executor = MultiThreadedExecutor(num_threads=MAX_GOALS + 4)

@@ -50,9 +50,9 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("model_path", "", "LENS checkpoint directory (config.json + *.safetensors + tokenizer "
          "files). Needs a reload: change it while unconfigured, then configure.", "configure"),
     Spec("device", "auto", f"Torch device: {DEVICES_HELP}. Needs a reload.", "configure"),
-    Spec("dtype", "auto", "Weights dtype: 'auto' (bfloat16 on CUDA, float32 on CPU), "
-         "'float32', 'bfloat16' or 'float16'. Needs a reload.", "configure", DTYPES),
-    Spec("reasoning", False, "Ask for <think> reasoning before the answer (the released RefCOCO "
+    Spec("dtype", "auto", "Weights dtype: 'auto' is bfloat16 on CUDA, float32 on CPU. Needs a "
+         "reload.", "configure", DTYPES),
+    Spec("reasoning", False, "Ask for `<think>` reasoning before the answer (the released RefCOCO "
          "model was trained without it). The Segment action can override it per goal."),
     Spec("max_new_tokens", 256, "Generation budget in tokens; longer answers are cut and flagged "
          "`truncated`.", low=1, high=8192),
@@ -67,7 +67,7 @@ PARAMETERS: tuple[Spec, ...] = (
          "NO_TARGET (off: the mask is still returned)."),
     Spec("mode", "on_command", "on_command: answer each command once on the frame nearest to its "
          "arrival; continuous: re-run the current command on every new frame (at most `rate` Hz); "
-         "track: LENS call then SAM 2 tracking (tracking issue).", choices=MODES),
+         "track: LENS call, then SAM 2 tracking between calls.", choices=MODES),
     Spec("rate", 0.0, "Continuous mode: most runs per second (0 = as fast as the model allows).",
          low=0.0, high=1000.0),
     Spec("publish_overlay", True, "Publish `debug_image` (mask tint, box, command, answer); it is "
@@ -86,8 +86,8 @@ PARAMETERS: tuple[Spec, ...] = (
          "(best_effort = sensor data; applied at the next activate).", "activate", RELIABILITIES),
     Spec("image_qos_depth", 1, "QoS history depth of the `image` subscription (applied at the "
          "next activate).", "activate", low=1, high=100),
-    Spec("enable_3d", False, "Subscribe to `depth` and `camera_info` and fill the 3D target "
-         "fields (applied at the next activate).", "activate"),
+    Spec("enable_3d", False, "Subscribe to `depth` and `camera_info` for the 3D target fields "
+         "(applied at the next activate).", "activate"),
     Spec("action_preempt", True, "A new Segment goal aborts the active one (one operator); false "
          "queues goals (a shared server for several clients)."),
     Spec("autostart", True, "Configure and activate at start so that plain `lens_node` works; "
@@ -215,12 +215,21 @@ def defaults() -> dict[str, Any]:
 
 
 def markdown_table() -> str:
-    """README table of the parameters (name, type, default, when it applies, description)."""
-    rows = ["| parameter | type | default | applies | description |",
-            "|---|---|---|---|---|"]
+    """README table of the parameters: name, type, default, range or choices, when a change
+    applies, description (the defaults column is valid YAML, as in config/lens.yaml)."""
+    rows = ["| parameter | type | default | range | applies | description |",
+            "|---|---|---|---|---|---|"]
     for spec in PARAMETERS:
-        default = json.dumps(spec.default)  # also valid YAML: "auto", true, 2.0
-        text = spec.description + (f" One of: {', '.join(spec.choices)}." if spec.choices else "")
-        rows.append(f"| `{spec.name}` | {spec.type_name} | `{default}` | {spec.applies} | "
-                    f"{text.replace('|', '/')} |")
+        if spec.choices:
+            limits = ", ".join(f"`{c}`" for c in spec.choices)
+        elif spec.low is not None:
+            limits = f"[{_num(spec.low)}, {_num(spec.high)}]"
+        else:
+            limits = ""
+        rows.append(f"| `{spec.name}` | {spec.type_name} | `{json.dumps(spec.default)}` | "
+                    f"{limits} | {spec.applies} | {spec.description.replace('|', '/')} |")
     return "\n".join(rows)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

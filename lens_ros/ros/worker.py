@@ -219,11 +219,14 @@ class InferenceWorker:
       decode: message -> HxWx3 uint8 RGB; raises ``BadImageError`` on a bad frame.
       deliver: publishes an ``Outcome``; called from the worker thread or from ``submit``.
       configure_model: called in the worker thread with new params before the next request.
+      postprocess: called in the worker thread on each outcome of a model run, before
+        ``deliver`` (the 3D target is added there).
     """
 
     def __init__(self, segmenter, params, decode: Callable[[Any], np.ndarray],
                  deliver: Callable[[Outcome], None],
-                 configure_model: Callable[[Any, Any], None] | None = None) -> None:
+                 configure_model: Callable[[Any, Any], None] | None = None,
+                 postprocess: Callable[[Outcome], None] | None = None) -> None:
         if params.mode not in MODE_POLICIES:
             raise ValueError(f"mode {params.mode!r} is not available; available modes: "
                              f"{sorted(MODE_POLICIES)}")
@@ -233,6 +236,7 @@ class InferenceWorker:
         self.frames = FrameBuffer(params.image_buffer_size)
         self.stats = WorkerStats()
         self._decode, self._deliver, self._configure_model = decode, deliver, configure_model
+        self._postprocess = postprocess
         self._queue: collections.deque[Request] = collections.deque()
         self._cv = threading.Condition()
         self._stats_lock = threading.Lock()
@@ -412,7 +416,11 @@ class InferenceWorker:
             log.exception("model failed on %r", req.command)
             self._image_key = None
             result = Segmentation.from_error(err, req.command, shape)
-        return Outcome(req, result, frame, rgb, model_ms=_ms(tm), total_ms=_ms(t0))
+        out = Outcome(req, result, frame, rgb, model_ms=_ms(tm))
+        if self._postprocess is not None and result.ok:
+            self._postprocess(out)
+        out.total_ms = _ms(t0)
+        return out
 
     def _apply_params(self) -> None:
         params = self.params

@@ -1,7 +1,7 @@
 """``python -m lens_ros.synthetic``: write synthetic referring datasets.
 
   refcoco   RefCOCO-layout dataset (refs(unc).p + instances.json + images) for lens-eval/training
-  bag       rosbag2 of static scenes with commands and a ground-truth sidecar (replay into the node)
+  bag       rosbag2 of static scenes with commands and a ground-truth sidecar (for the node)
   sequence  rosbag2 of one moving-object sequence (tracking tests)
   preview   a PNG grid of scenes with each command's ground truth drawn on it
 
@@ -52,7 +52,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bag", help="write a rosbag2 of static scenes with commands")
     p.add_argument("--out", type=Path, required=True, help="bag folder to create (must not exist)")
-    p.add_argument("--split", default="test", choices=sorted(SPLITS), help="seed range to draw from")
+    p.add_argument("--split", default="test", choices=sorted(SPLITS),
+                   help="seed range to draw from")
     p.add_argument("--start", type=int, default=0, help="first scene index of the split")
     p.add_argument("--scenes", type=int, default=8, help="number of scenes")
     p.add_argument("--expressions", type=int, default=1, help="commands per scene")
@@ -101,8 +102,8 @@ def scene_config(args: argparse.Namespace, size: int) -> SceneConfig:
 
 
 def _progress(done: int, total: int) -> None:
-    if done == total or done % 100 == 0:
-        print(f"\r{done}/{total} scenes", end="\n" if done == total else "", flush=True)
+    if done == total or done % 500 == 0:
+        print(f"{done}/{total} scenes", flush=True)
 
 
 def _preview(args, config) -> Path:
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
             sizes = {"train": args.train, "val": args.val, "test": args.test}
             out = export_refcoco(args.out, args.name, sizes, config, args.expressions, _progress)
-            print(f"wrote {out} (lens-eval --split {args.name}/test --data-root {args.out})")
+            print(f"wrote {out} (evaluate: lens-eval --data-root {args.out} "
+                  f"--splits {args.name}/test)")
         elif args.command == "bag":
             from lens_ros.synthetic.bag import write_scene_bag
 

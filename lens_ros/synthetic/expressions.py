@@ -293,10 +293,15 @@ PREFERRED = {"attribute": ("minimal",), "spatial": ("needed",),
              "indirect": ("affordance", "affordance_colour", "analogy", "analogy_shape")}
 
 
+#: relative weight of a kind when drawing one (default 1): size orders are rarely possible
+KIND_WEIGHTS = {"size": 3.0}
+
+
 def pick(rng: np.random.Generator, cands: list[Candidate], level: str,
          exclude: set[str] = frozenset()) -> Candidate | None:
-    """Choose one candidate: kinds are drawn uniformly first (so rare kinds are not swamped),
-    preferring ``PREFERRED`` kinds 80 % of the time; texts in ``exclude`` are skipped."""
+    """Choose one candidate: a kind first (uniformly, times ``KIND_WEIGHTS``, so rare kinds are
+    not swamped by frequent ones; ``PREFERRED`` kinds 80 % of the time), then a candidate of
+    that kind; texts in ``exclude`` are skipped. None when nothing is left."""
     cands = [c for c in cands if c.text not in exclude]
     if not cands:
         return None
@@ -304,7 +309,8 @@ def pick(rng: np.random.Generator, cands: list[Candidate], level: str,
     preferred = [k for k in kinds if k in PREFERRED[level]]
     if preferred and (rng.random() < 0.8 or len(preferred) == len(kinds)):
         kinds = preferred
-    kind = kinds[int(rng.integers(len(kinds)))]
+    weights = np.array([KIND_WEIGHTS.get(k, 1.0) for k in kinds])
+    kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     pool = [c for c in cands if c.kind == kind]
     return pool[int(rng.integers(len(pool)))]
 

@@ -66,7 +66,8 @@ class RefcocoWriter:
             ann_id = len(self.annotations) + 1
             x1, y1, x2, y2 = obj.box
             self.annotations.append({
-                "id": ann_id, "image_id": image_id, "category_id": SHAPES.index(obj.spec.shape) + 1,
+                "id": ann_id, "image_id": image_id,
+                "category_id": SHAPES.index(obj.spec.shape) + 1,
                 "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
                 "area": int(obj.mask.sum()), "iscrowd": 0, "segmentation": encode_rle(obj.mask),
                 "name": obj.name})
@@ -110,7 +111,8 @@ def export_refcoco(root: str | Path, name: str = "synthetic",
     Returns:
       The dataset folder ``root/name``.
     """
-    sizes = sizes if sizes is not None else {"train": 1000, "val": 200, "test": len(SPLITS["test"])}
+    if sizes is None:
+        sizes = {"train": 1000, "val": 200, "test": len(SPLITS["test"])}
     config = config or SceneConfig()
     for split, n in sizes.items():
         if split not in SPLITS or not 0 <= n <= len(SPLITS[split]):

@@ -108,7 +108,8 @@ class View:
 
     def world_to_camera(self, points: np.ndarray) -> np.ndarray:
         """Nx3 world points -> Nx3 camera optical-frame points (metres)."""
-        return (np.asarray(points, dtype=np.float64).reshape(-1, 3) - self.position) @ self.rotation
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        return (p - self.position) @ self.rotation
 
 
 @dataclass
@@ -316,8 +317,10 @@ def _background(view: View, dirs: np.ndarray, objects: list[ObjectSpec]):
     for obj in objects:
         sx = obj.x - lxy[0] * 0.5 * obj.height * reach
         sy = obj.y - lxy[1] * 0.5 * obj.height * reach
-        dist = np.hypot(px - sx, py - sy) / (obj.footprint * 1.15)
-        shadow = np.maximum(shadow, 0.45 * np.exp(-dist ** 4))
+        reach_m = 3.0 * obj.footprint * 1.15  # beyond it the blob is < 1e-30: skip the pixels
+        near = on_table & (np.abs(px - sx) < reach_m) & (np.abs(py - sy) < reach_m)
+        dist = np.hypot(px[near] - sx, py[near] - sy) / (obj.footprint * 1.15)
+        shadow[near] = np.maximum(shadow[near], 0.45 * np.exp(-dist ** 4))
     lit = view.ambient + view.diffuse * view.light[2] * (1 - shadow)
     rgb[on_table & (t == t_table)] = (albedo * lit[..., None])[on_table & (t == t_table)]
     return t, rgb

@@ -116,24 +116,38 @@ def sizes_consistent(view: View, objects: list[ObjectSpec]) -> bool:
     return not small or not large or min(large) >= APPARENT_SIZE_RATIO * max(small)
 
 
-def place_objects(rng: np.random.Generator, view: View, attributes, tries: int = 60
-                  ) -> list[ObjectSpec] | None:
-    """Place objects with the given attributes on the table; None if no valid layout was found."""
+def place_objects(rng: np.random.Generator, view: View, attributes, tries: int = 60,
+                  occlusion_prob: float = 0.0) -> list[ObjectSpec] | None:
+    """Place objects with the given attributes on the table; None if no valid layout was found.
+
+    With probability ``occlusion_prob`` an object (after the first) is first tried just behind
+    an already placed one, as seen from the camera, so that it is partly hidden.
+    """
     margin = 1.0 + 0.02 * view.intrinsics.width
     hx, y0, y1 = PLACEMENT
     objects: list[ObjectSpec] = []
     for shape, colour, size, texture in attributes:
         lo, hi = SIZES[size]
-        for _ in range(tries):
+        behind = objects[int(rng.integers(len(objects)))] if objects and \
+            rng.random() < occlusion_prob else None
+        for attempt in range(tries):
             obj = ObjectSpec(shape, colour, size, texture, radius=float(rng.uniform(lo, hi)),
                              x=float(rng.uniform(-hx, hx)), y=float(rng.uniform(y0, y1)),
                              yaw=float(rng.uniform(0, 2 * np.pi)))
+            if behind is not None and attempt < tries // 2:
+                at = np.array([behind.x, behind.y])
+                away = (at - view.position[:2]) / np.linalg.norm(at - view.position[:2])
+                reach = behind.footprint + obj.footprint + _GAP
+                xy = (at + away * reach * rng.uniform(1, 1.15)
+                      + np.array([-away[1], away[0]]) * reach * rng.uniform(-0.4, 0.4))
+                obj.x, obj.y = float(xy[0]), float(xy[1])
             if shape == "mug":  # keep the handle beside the body, not hidden behind it
                 side = np.arctan2(view.rotation[1, 0], view.rotation[0, 0])
                 obj.yaw = float(side + rng.choice([0.0, np.pi]) + rng.uniform(-0.6, 0.6))
             free = all(np.hypot(obj.x - o.x, obj.y - o.y) >= obj.footprint + o.footprint + _GAP
                        for o in objects)
-            if free and inside_image(view, obj, margin) and sizes_consistent(view, objects + [obj]):
+            if free and inside_image(view, obj, margin) \
+                    and sizes_consistent(view, objects + [obj]):
                 objects.append(obj)
                 break
         else:

@@ -35,6 +35,8 @@ class SceneConfig:
       max_clutter (int): at most this many flat patches (paper, coasters) on the table.
       pixel_noise (tuple[float, float]): range of the RGB Gaussian noise sigma, grey levels.
       depth_noise (bool): add z^2-growing depth noise, NaN holes at depth edges and dropouts.
+      occlusion_prob (float): chance that an object is placed just behind another one, as seen
+        from the camera (partial occlusion; the visibility limits below still apply).
       min_visible_fraction (float): each object keeps at least this share of its unoccluded
         area visible (partial occlusion only).
       min_visible_pixels (int): each object's visible mask has at least this many pixels at
@@ -54,6 +56,7 @@ class SceneConfig:
     max_clutter: int = 3
     pixel_noise: tuple[float, float] = (1.0, 5.0)
     depth_noise: bool = True
+    occlusion_prob: float = 0.5
     min_visible_fraction: float = 0.6
     min_visible_pixels: int = 20
     max_attempts: int = 200
@@ -71,8 +74,9 @@ class SceneConfig:
                 raise ValueError(f"{name} {bad or '(empty)'} not allowed; choose from {allowed}")
         if "plain" not in self.textures:
             raise ValueError(f"textures must include 'plain', got {self.textures}")
-        if not 0.0 <= self.min_visible_fraction <= 1.0:
-            raise ValueError(f"min_visible_fraction {self.min_visible_fraction} not in [0, 1]")
+        for name in ("texture_prob", "occlusion_prob", "min_visible_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} {getattr(self, name)} is not in [0, 1]")
 
 
 @dataclass
@@ -168,6 +172,21 @@ def build_objects(view: View, specs: list[ObjectSpec], rendered: Render,
     return out
 
 
+def draw_layout(rng: np.random.Generator, config: SceneConfig, n: int, group: int = 0):
+    """View, ``n`` placed objects, their render and rendered objects; None if this draw fails
+    (no room on the table, or an object too hidden or small). ``group`` as in
+    ``sample_attributes``."""
+    view = sample_view(rng, config.width, config.height, config.fov_deg, config.max_clutter)
+    attrs = sample_attributes(rng, n, config.shapes, config.colours, config.textures,
+                              config.texture_prob, group)
+    specs = place_objects(rng, view, attrs, occlusion_prob=config.occlusion_prob)
+    if specs is None:
+        return None
+    rendered = render(view, specs)
+    objects = build_objects(view, specs, rendered, config)
+    return None if objects is None else (view, specs, rendered, objects)
+
+
 def to_expression(c: Candidate, objects: list[SceneObject]) -> Expression:
     """Attach the target's ground truth to a chosen candidate."""
     obj = objects[c.target]
@@ -212,16 +231,10 @@ def make_scene(rng: np.random.Generator, level: str | list[str] | None = None,
         n = int(rng.integers(lo, hi + 1))
         group = int(rng.integers(2, min(n, 4) + 1)) if relational and n >= 3 and \
             rng.random() < 0.7 else 0
-        view = sample_view(rng, config.width, config.height, config.fov_deg, config.max_clutter)
-        attrs = sample_attributes(rng, n, config.shapes, config.colours, config.textures,
-                                  config.texture_prob, group)
-        specs = place_objects(rng, view, attrs)
-        if specs is None:
+        layout = draw_layout(rng, config, n, group)
+        if layout is None:
             continue
-        rendered = render(view, specs)
-        objects = build_objects(view, specs, rendered, config)
-        if objects is None:
-            continue
+        view, _, rendered, objects = layout
         chosen: list[Candidate] = []
         by_level: dict[str, list[Candidate]] = {}
         for lv in levels:

@@ -12,9 +12,9 @@ import numpy as np
 
 from lens_ros.synthetic.expressions import attribute_candidates, indirect_candidates, pick
 from lens_ros.synthetic.render import ObjectSpec, View, add_sensor_noise, render
-from lens_ros.synthetic.sampling import PLACEMENT, inside_image, place_objects, \
-    sample_attributes, sample_view
-from lens_ros.synthetic.scene import Expression, Scene, SceneConfig, build_objects, to_expression
+from lens_ros.synthetic.sampling import PLACEMENT, inside_image
+from lens_ros.synthetic.scene import (Expression, Scene, SceneConfig, build_objects, draw_layout,
+                                      to_expression)
 
 _GAP = 0.004
 
@@ -118,16 +118,10 @@ def make_sequence(rng: np.random.Generator, n_frames: int, config: SceneConfig |
     for _ in range(config.max_attempts):
         n = int(rng.integers(max(config.min_objects, 1 + n_moving_distractors),
                              max(config.max_objects, 1 + n_moving_distractors) + 1))
-        view = sample_view(rng, config.width, config.height, config.fov_deg, config.max_clutter)
-        attrs = sample_attributes(rng, n, config.shapes, config.colours, config.textures,
-                                  config.texture_prob)
-        base = place_objects(rng, view, attrs)
-        if base is None:
+        layout = draw_layout(rng, config, n)
+        if layout is None:
             continue
-        first = render(view, base)
-        objects = build_objects(view, base, first, config)
-        if objects is None:
-            continue
+        view, base, _, objects = layout
         cand = pick(rng, generate(objects), level)
         if cand is None:
             continue

@@ -103,55 +103,82 @@ class LensCheckpointMixin:
     ``checkpoint-N/`` then holds ``config.json`` + ``model.safetensors`` (released key names),
     tokenizer/processor files, and the Trainer's optimizer/scheduler/RNG/trainer state, so
     ``LensSegmenter.from_pretrained(checkpoint-N)`` loads it and ``resume_from_checkpoint``
-    continues the run (step counter and optimizer state).
+    continues the run (step counter and optimizer state). With LoRA the weights are saved
+    merged (for inference) and the adapter separately in ``adapter/`` (for resuming).
+    Under DeepSpeed/FSDP the engine's own checkpoint is used to resume.
     """
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir or self.args.output_dir
-        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        model = model.get_base_model() if hasattr(model, "get_base_model") else model
-        if state_dict is not None:
-            state_dict = {k.removeprefix("base_model.model."): v for k, v in state_dict.items()}
-            if any(".lora_" in k or ".base_layer." in k for k in state_dict):
-                state_dict = None  # LoRA: save the merged-in-memory base names below instead
+        wrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         if not self.args.should_save:
             return
-        if state_dict is None and any(".lora_" in n for n, _ in model.named_parameters()):
-            self._save_lora_merged(model, output_dir)
-            return
-        save_checkpoint(model, output_dir, processor=self.processing_class, state_dict=state_dict)
+        os.makedirs(output_dir, exist_ok=True)
+        if hasattr(wrapped, "get_base_model"):  # LoRA
+            self._save_lora(wrapped, output_dir)
+        else:
+            save_checkpoint(wrapped, output_dir, processor=self.processing_class,
+                            state_dict=state_dict)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
-    def _save_lora_merged(self, model, output_dir: str) -> None:
-        """LoRA runs: the adapter is saved by PEFT, plus a merged LENS checkpoint for inference."""
-        peft_model = self.accelerator.unwrap_model(self.model)
+    def _save_lora(self, peft_model, output_dir: str) -> None:
+        """LoRA runs: ``adapter/`` (PEFT) for resuming, plus the merged LENS checkpoint."""
+        from peft.tuners.lora import LoraLayer
+
         peft_model.save_pretrained(os.path.join(output_dir, "adapter"))
-        with torch.no_grad():
-            peft_model.merge_adapter()
-            try:
-                sd = {k.replace(".base_layer", ""): v for k, v in model.state_dict().items()
-                      if ".lora_" not in k}
-                save_checkpoint(model, output_dir, processor=self.processing_class, state_dict=sd)
-            finally:
-                peft_model.unmerge_adapter()
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        base = peft_model.get_base_model()
+        merged = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items()
+                  if ".lora_" not in k}
+        with torch.no_grad():  # W + delta computed aside: merge/unmerge in place would round W
+            for name, module in base.named_modules():
+                if isinstance(module, LoraLayer):
+                    for adapter in module.active_adapters:
+                        key = f"{name}.weight"
+                        merged[key] = merged[key] + module.get_delta_weight(adapter)
+        save_checkpoint(base, output_dir, processor=self.processing_class, state_dict=merged)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if hasattr(target, "get_base_model"):
-            adapter = Path(resume_from_checkpoint) / "adapter"
-            if adapter.is_dir():
-                from peft import set_peft_model_state_dict
-                from safetensors.torch import load_file
+        adapter = Path(resume_from_checkpoint) / "adapter"
+        if hasattr(target, "get_base_model") and adapter.is_dir():
+            # LoRA: the base LLM is frozen (unchanged since the start); restore the adapter and
+            # the fully trained non-LoRA parameters (head, SAM decoder) from the merged file
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
 
-                set_peft_model_state_dict(target, load_file(str(adapter /
-                                                                "adapter_model.safetensors")))
-                return None
+            set_peft_model_state_dict(target, load_file(str(adapter / "adapter_model.safetensors")))
+            base = target.get_base_model()
+            names = [n for n, p in base.named_parameters() if p.requires_grad and ".lora_" not in n]
+            _load_named(base, resume_from_checkpoint, names)
+            return None
+        if hasattr(target, "get_base_model"):
             target = target.get_base_model()
         load_weights(target, resume_from_checkpoint)
         return None
+
+
+def _load_named(model, directory: str, names: list[str]) -> None:
+    """Copy the tensors ``names`` (model names) from a LENS checkpoint into ``model``."""
+    from safetensors import safe_open
+
+    from lens_ros.model.checkpoints import to_released_key, weight_files
+
+    wanted = {to_released_key(n): n for n in names}
+    params = dict(model.named_parameters())
+    found = set()
+    with torch.no_grad():
+        for file in weight_files(Path(directory)):
+            with safe_open(str(file), framework="pt") as f:
+                for key in set(f.keys()) & set(wanted):
+                    params[wanted[key]].copy_(f.get_tensor(key))
+                    found.add(key)
+    missing = sorted(set(wanted) - found)
+    if missing:
+        from lens_ros.core import CheckpointError
+
+        raise CheckpointError(f"{directory}: cannot resume, missing trained tensors {missing[:8]}")
 
 
 class EpochCallback(TrainerCallback):

@@ -47,7 +47,7 @@ class DataConfig:
                              "OUTPUT_DIR/toy_data and train on it (smoke runs, CPU)."})
     max_items: int | None = field(
         default=None, metadata={"help": "Use only the first N items (after concatenation)."})
-    data_seed: int = field(default=0, metadata={"help": "Seed of the per-epoch sentence draw."})
+    sentence_seed: int = field(default=0, metadata={"help": "Seed of the per-epoch sentence draw."})
 
     def __post_init__(self):
         if self.sample_per not in ("ref", "sentence"):
@@ -131,15 +131,15 @@ def build_items(cfg: DataConfig, output_dir: str | None = None):
         from lens_ros.training.toydata import write_toy_refer_seg
 
         root = str(write_toy_refer_seg(Path(output_dir or ".") / "toy_data", cfg.toy_images,
-                                       seed=cfg.data_seed))
+                                       seed=cfg.sentence_seed))
     names = ["refcoco"] if cfg.toy_images else cfg.refer_seg_datasets
     if root:
         for name in names:
             sources.append(ReferSegSource(root, name, split=cfg.refer_seg_split,
                                           image_dir=cfg.image_dir, per=cfg.sample_per,
-                                          seed=cfg.data_seed, skips=skips))
+                                          seed=cfg.sentence_seed, skips=skips))
     sources += [ReasonSegSource(d, per="image" if cfg.sample_per == "ref" else "sentence",
-                                seed=cfg.data_seed) for d in cfg.reason_seg_dirs]
+                                seed=cfg.sentence_seed) for d in cfg.reason_seg_dirs]
     if cfg.synthetic_items:
         from lens_ros.synthetic.dataset import SyntheticReferDataset
 

@@ -103,7 +103,8 @@ class ReferSegSource:
       dataset: ``refcoco``, ``refcoco+`` or ``refcocog``.
       split: the ``split`` value of the refs to keep (``train``, ``val``, ``testA``...).
       split_by: refs file tag (``unc``, ``umd``, ``google``); default from :data:`DEFAULT_SPLIT_BY`.
-      image_dir: folder of COCO train2014 images; default ``root/images/mscoco/images/train2014``.
+      image_dir: folder of the images; default ``root/dataset/images`` when it exists (as
+        ``lens_ros.synthetic`` exports), else ``root/images/mscoco/images/train2014``.
       per: ``"ref"`` (one item per ref, sentence drawn per epoch) or ``"sentence"``.
       seed: seed of the sentence draw.
       skips: counter that receives the records dropped while indexing.
@@ -124,7 +125,9 @@ class ReferSegSource:
                 raise FileNotFoundError(f"{p} not found; expected the LISA layout "
                                         f"refer_seg/{dataset}/refs({split_by}).p + instances.json")
         self.name = f"{dataset}/{split_by}/{split}"
-        self.image_dir = Path(image_dir) if image_dir else root / "images/mscoco/images/train2014"
+        own = root / dataset / "images"  # lens_ros.synthetic exports keep images beside the refs
+        self.image_dir = Path(image_dir) if image_dir else (
+            own if own.is_dir() else root / "images/mscoco/images/train2014")
         self.per, self.seed, self.epoch = per, seed, 0
         refs = safe_load(refs_path)
         with open(inst_path, encoding="utf-8") as fh:

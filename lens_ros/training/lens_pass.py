@@ -11,6 +11,7 @@ a :class:`LensPassRequest` is passed as ``lens=...`` (:class:`CallWithLens` adds
   1-D positions (as inference) gives the mask logits.
 * ``positions="1d"``: one pass with the queries and 1-D positions gives both (the reference
   implementation's policy forward, ``trainer_stage2.py:495-556``).
+* no ``labels`` (stage 1): only the query pass and the masks; returns the low-res logits.
 """
 from __future__ import annotations
 
@@ -97,6 +98,12 @@ def install_lens_forward(model) -> None:
             return previous(*args, **kwargs)
         if args:
             raise TypeError("the LENS policy pass takes keyword arguments only")
+        if "labels" not in kwargs:  # masks only (stage 1): one query pass, 1-D positions
+            hidden, _ = self.query_forward(kwargs["input_ids"], kwargs["attention_mask"],
+                                           kwargs.get("pixel_values"),
+                                           kwargs.get("image_grid_thw"))
+            _masks(self, lens, hidden[:, -self.num_queries:])
+            return lens.low_res_logits
         if lens.positions == "1d":
             return _one_pass_1d(self, lens, kwargs)
         out = previous(**kwargs)
