@@ -53,8 +53,13 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=8, help="generation budget")
     p.add_argument("--repeats", type=int, default=2, help="timed repeats; the fastest is shown")
     args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_bag_") as tmp:
+        run_bench(args, Path(tmp))
+
+
+def run_bench(args: argparse.Namespace, work: Path) -> None:
+    """Write the bags into ``work`` and print the figures of every size."""
     rng = np.random.default_rng(0)
-    work = Path(tempfile.mkdtemp(prefix="bench_bag_"))
     ckpt = save_preset_checkpoint("tiny", work / "tiny", seed=0)
     seg = LensSegmenter.from_pretrained(ckpt, max_new_tokens=args.max_new_tokens)
     print(f"tiny model, max_new_tokens={args.max_new_tokens}, {args.frames} frames per bag, "

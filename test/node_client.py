@@ -119,7 +119,9 @@ class NodeClient:
         self.image_pub = self.node.create_publisher(
             Image, f"{prefix}image", qos_profile_sensor_data if camera_qos else reliable)
         self.command_pub = self.node.create_publisher(String, f"{prefix}command", reliable)
-        self.results, self.masks, self.reasonings, self.debug, self.diagnostics = [], [], [], [], []
+        # every output as (receive time, message)
+        self.results, self.masks, self.reasonings, self.debug = [], [], [], []
+        self.diagnostics = []
         self._record(LensResult, f"{prefix}result", self.results, reliable)
         self._record(Image, f"{prefix}mask", self.masks, reliable)
         self._record(String, f"{prefix}reasoning", self.reasonings, reliable)
@@ -135,8 +137,8 @@ class NodeClient:
         self.Segment = Segment
 
     def _record(self, msg_type, topic, sink, qos):
-        self.node.create_subscription(msg_type, topic, lambda m: sink.append((time.monotonic(), m)),
-                                      qos)
+        self.node.create_subscription(msg_type, topic,
+                                      lambda m: sink.append((time.monotonic(), m)), qos)
 
     def watch_debug_image(self) -> None:
         """Subscribe to debug_image (the node only renders it while someone listens)."""

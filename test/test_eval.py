@@ -136,7 +136,7 @@ def test_lens_eval_writes_report_and_resumes_only_missing_records(refcoco_root, 
     def load(model, device=None, dtype=None, **overrides):
         from lens_ros.model import LensSegmenter
 
-        if not inner:  # one load for both runs (saves time; the comparison needs one model)
+        if not inner:  # one load serves both runs
             inner.append(LensSegmenter.from_pretrained(model, **overrides))
         loaded.append(CountingSegmenter(inner[0]))
         return loaded[-1]

@@ -53,10 +53,10 @@ def test_flood_keeps_memory_bounded_and_answers_every_command(tiny_model_dir, tm
         stamps = [t for t, _ in c.diagnostics]
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
         received = int(diag["frames_received"])
+        statuses = sorted((k, v) for k, v in diag.items() if k.startswith("results_"))
         print(f"\nframes sent {sent}, received by the node {received}, dropped while busy "
-              f"{diag['frames_dropped']}; commands {len(asked)}, results "
-              f"{sum(counts)}; statuses {sorted((k, v) for k, v in diag.items() if k.startswith('results_'))}; "
-              f"RSS after warm-up {rss_warm:.0f} MB, at end {rss_end:.0f} MB; "
+              f"{diag['frames_dropped']}; commands {len(asked)}, results {sum(counts)}; "
+              f"statuses {statuses}; RSS after warm-up {rss_warm:.0f} MB, at end {rss_end:.0f} MB; "
               f"largest diagnostics gap {max(gaps):.2f} s")
         assert counts == [1] * len(asked)  # exactly one result per command
         assert all(r.status in (LensResult.STATUS_OK, LensResult.STATUS_DROPPED)

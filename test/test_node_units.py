@@ -8,7 +8,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 
 from lens_ros.core import BadCommandError
 from lens_ros.ros.diagnostics import build_status
-from lens_ros.ros.worker import FrameBuffer, WorkerStats, check_decodable
+from lens_ros.ros.requests import FrameBuffer, WorkerStats, check_decodable
 from lens_ros.visualize import BOX_COLOR, MASK_COLOR, overlay
 
 
@@ -49,8 +49,8 @@ def test_overlay_tints_the_mask_draws_the_box_and_keeps_the_input():
     out = overlay(img, mask, box=(30.0, 10.0, 70.0, 35.0), command="the mug", answer="there")
     assert out.shape == img.shape and out.dtype == np.uint8
     assert (img == 100).all()  # input untouched
-    tinted = out[45, 15].astype(int)
-    assert np.abs(tinted - (np.array([100, 100, 100]) * 0.5 + np.array(MASK_COLOR) * 0.5)).max() <= 1
+    expected = np.full(3, 100) * 0.5 + np.array(MASK_COLOR) * 0.5
+    assert np.abs(out[45, 15].astype(int) - expected).max() <= 1
     assert (out[55, 70] == 100).all()  # outside mask, box and text band
     assert tuple(out[35, 50]) == BOX_COLOR  # bottom edge of the box
     assert out[2:10].mean() < 100  # the text band is darkened

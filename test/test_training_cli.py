@@ -22,9 +22,10 @@ PAPER_GRPO = {"num_generations": 8, "temperature": 0.9, "top_p": 0.9, "top_k": 5
 
 
 def test_grpo_yaml_holds_the_paper_values_and_matches_the_defaults(tmp_path):
+    # --use_cpu: the file asks for bf16, which transformers refuses on a GPU-less machine
     _, data, args = parse_stage_args("grpo", [str(CONFIG / "train_grpo.yaml")],
-                                     ["--output_dir", str(tmp_path)])
-    defaults = LensGRPOConfig(output_dir=str(tmp_path))
+                                     ["--output_dir", str(tmp_path), "--use_cpu", "true"])
+    defaults = LensGRPOConfig(output_dir=str(tmp_path), use_cpu=True)
     for key, value in PAPER_GRPO.items():
         assert getattr(args, key) == value, key
         assert getattr(defaults, key) == value, key  # YAML and dataclass agree
@@ -34,8 +35,8 @@ def test_grpo_yaml_holds_the_paper_values_and_matches_the_defaults(tmp_path):
 
 def test_stage1_yaml_holds_the_paper_values(tmp_path):
     _, _, args = parse_stage_args("stage1", [str(CONFIG / "train_stage1.yaml")],
-                                  ["--output_dir", str(tmp_path)])
-    defaults = LensStage1Config(output_dir=str(tmp_path))
+                                  ["--output_dir", str(tmp_path), "--use_cpu", "true"])
+    defaults = LensStage1Config(output_dir=str(tmp_path), use_cpu=True)
     for key, value in {"learning_rate": 3e-5, "lr_scheduler_type": "cosine",
                        "warmup_steps": 150, "per_device_train_batch_size": 32,
                        "gradient_accumulation_steps": 2, "num_train_epochs": 25}.items():
@@ -54,12 +55,12 @@ def test_stage1_yaml_holds_the_paper_values(tmp_path):
 ])
 def test_grpo_config_refuses_bad_values(bad, match, tmp_path):
     with pytest.raises(ValueError, match=match):
-        LensGRPOConfig(output_dir=str(tmp_path), **bad)
+        LensGRPOConfig(output_dir=str(tmp_path), use_cpu=True, **bad)
 
 
 def test_bad_stage1_template_and_data_values_are_refused(tmp_path):
     with pytest.raises(ValueError, match="answer_template"):
-        LensStage1Config(output_dir=str(tmp_path), answer_template="{nope}")
+        LensStage1Config(output_dir=str(tmp_path), use_cpu=True, answer_template="{nope}")
     with pytest.raises(ValueError, match="sample_per"):
         DataConfig(sample_per="image")
 

@@ -128,6 +128,12 @@ class LensConfig:
     proj_hidden_size: int | None = None  #: proj_to_sam hidden width (None: the LLM hidden size)
     sam: SamConfig = field(default_factory=SamConfig)  #: the SAM 2 part
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)  #: image preparation
+    #: demo deviation (off in LENS): the vision tower also gets two channels with the pixel's
+    #: x and y in [-1, 1] (needs ``vision_config["in_channels"] == 5``), see demo-model.md
+    coord_channels: bool = False
+    #: demo deviation (off in LENS): the answer's parsed box also goes to the SAM 2 decoder as
+    #: its two box-corner tokens, beside the query prompt
+    box_prompt: bool = False
 
     @property
     def hidden_size(self) -> int:
@@ -151,6 +157,10 @@ class LensConfig:
         if self.conv_kernel_size != self.num_queries:
             raise ValueError(f"conv_kernel_size {self.conv_kernel_size} must equal num_queries "
                              f"{self.num_queries} (conv_1d collapses the queries to one token)")
+        channels = int(self.vision_config.get("in_channels", 3))
+        if channels != (5 if self.coord_channels else 3):
+            raise ValueError(f"vision_config in_channels {channels} does not fit coord_channels="
+                             f"{self.coord_channels}; use 5 with coordinate channels, else 3")
         if self.sam.image_size % 16:
             raise ValueError(f"sam.image_size {self.sam.image_size} must be a multiple of 16")
 

@@ -27,6 +27,7 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.activations import ACT2FN
 
 from .config import LensConfig
+from .coords import box_corner_prompt, coordinate_hook
 from .sam import build_sam, sam_dtype
 
 
@@ -207,6 +208,8 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
         if lens_config.tie_word_embeddings:
             # explicit: transformers ties in init_weights, which no_init_weights() skips
             self.lm_head.weight = self.model.language_model.embed_tokens.weight
+        if lens_config.coord_channels:  # demo deviation, see coords.py
+            self.model.visual.register_forward_pre_hook(coordinate_hook, with_kwargs=True)
         # samr1.py:310-314; done explicitly (under from_pretrained the reference's may be no-ops)
         nn.init.normal_(self.learnable_query, mean=0.0, std=0.02)
         nn.init.normal_(self.conv_1d.weight, mean=0.0, std=0.02)
@@ -281,7 +284,8 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
         return SamImageFeatures(image_embed=maps[-1], high_res=maps[:-1])
 
     def decode_masks(self, prompt: torch.Tensor, features: SamImageFeatures,
-                     multimask_fallback: bool | None = None) -> MaskPrediction:
+                     multimask_fallback: bool | None = None,
+                     boxes: torch.Tensor | None = None) -> MaskPrediction:
         """SAM 2 prompt encoder (no points/box/mask) + decoder, ``multimask_output=False``.
 
         Arguments:
@@ -289,6 +293,8 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
           features (SamImageFeatures): batch B (one image per prompt) or 1 (shared by all).
           multimask_fallback (bool | None): use the stability fallback to the best multimask
             output; None = as the reference (only in eval mode, when the decoder has it enabled).
+          boxes (torch.Tensor | None): (B, 4) xyxy in SAM input pixels, used only with
+            ``lens_config.box_prompt`` (demo deviation: two box-corner tokens after the prompt).
         """
         dec = self.sam.sam_mask_decoder
         pe = self.sam.sam_prompt_encoder
@@ -298,6 +304,12 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
             raise ValueError(f"{n} image features for {b} prompts; give one per prompt or one")
         _, dense = pe(points=None, boxes=None, masks=None)
         dtype = features.image_embed.dtype
+        if self.lens_config.box_prompt:
+            if boxes is None:  # no parsed box: the whole image
+                s = float(self.lens_config.sam.image_size)
+                boxes = prompt.new_tensor([[0.0, 0.0, s, s]]).expand(b, -1)
+            prompt = torch.cat([prompt.to(dtype),
+                                box_corner_prompt(pe, boxes.to(dtype)).to(dtype)], dim=1)
         masks, iou, _, obj = dec.predict_masks(
             image_embeddings=features.image_embed, image_pe=dense_image_pe(pe),
             sparse_prompt_embeddings=prompt.to(dtype),
@@ -324,7 +336,8 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
                            sam_pixels: torch.Tensor | None = None,
                            image_features: SamImageFeatures | None = None,
                            return_logits: bool = True,
-                           multimask_fallback: bool | None = None) -> LensForwardOutput:
+                           multimask_fallback: bool | None = None,
+                           boxes: torch.Tensor | None = None) -> LensForwardOutput:
         """LM logits and low-res mask logits in one pass (the reference's policy forward).
 
         Give ``sam_pixels`` (B or 1, 3, S, S) or precomputed ``image_features``; with neither,
@@ -336,7 +349,7 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
         prompt = self.sam_prompt(query_hidden)
         if image_features is None and sam_pixels is not None:
             image_features = self.encode_sam_image(sam_pixels)
-        masks = (self.decode_masks(prompt, image_features, multimask_fallback)
+        masks = (self.decode_masks(prompt, image_features, multimask_fallback, boxes)
                  if image_features is not None else None)
         return LensForwardOutput(logits=logits, query_hidden=query_hidden, sam_prompt=prompt,
                                  masks=masks)

@@ -82,16 +82,32 @@ def tiny_config() -> LensConfig:
 
 
 def demo_config() -> LensConfig:
-    """Placeholder for the shipped demo model (sizes of demo-model.md's recipe; the demo
-    engineer replaces it, tokenizer and vision input channels included)."""
+    """The shipped demo model (demo-model.md's recipe): 192-wide 3-layer LM, 2-block 128-wide
+    vision tower with coordinate channels, 112 px LLM input (16 image tokens), word-level
+    tokenizer, a 1-block connector and a 16-channel Hiera SAM 2 at 128 px with the answer box as
+    extra corner tokens. ``coord_channels`` and ``box_prompt`` are the documented deviations."""
     cfg = tiny_config()
-    cfg.text_config.update({"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 3,
-                            "num_attention_heads": 4, "num_key_value_heads": 2,
-                            "max_position_embeddings": 1024, "rope_theta": 10000.0,
+    cfg.text_config.update({"vocab_size": 384, "hidden_size": 192, "intermediate_size": 512,
+                            "num_hidden_layers": 3, "num_attention_heads": 4,
+                            "num_key_value_heads": 2, "max_position_embeddings": 1024,
+                            "rope_theta": 10000.0,
                             "rope_scaling": {"type": "mrope", "mrope_section": [8, 8, 8]}})
     cfg.vision_config.update({"hidden_size": 128, "intermediate_size": 256, "num_heads": 4,
-                              "fullatt_block_indexes": [0, 1], "out_hidden_size": 192})
+                              "in_channels": 5, "fullatt_block_indexes": [0, 1],
+                              "out_hidden_size": 192})
+    cfg.connector_depth = 1
+    cfg.sam = _small_sam(128)
+    cfg.coord_channels = True
+    cfg.box_prompt = True
     return cfg
+
+
+def _demo_tokenizer():
+    from lens_ros.synthetic.vocabulary import VOCABULARY
+
+    from .word_tokenizer import build_word_tokenizer
+
+    return build_word_tokenizer(VOCABULARY, max_coordinate=112)
 
 
 def _local_tokenizer():
@@ -114,8 +130,11 @@ register_preset(Preset("lens-3b", "released LENS-3B: Qwen2.5-VL-3B + SAM 2 Hiera
                        lens_3b_config))
 register_preset(Preset("tiny", "~3M-parameter test model, 256 px SAM, local BPE tokenizer",
                        tiny_config, _local_tokenizer, inference={"max_new_tokens": 24}))
-register_preset(Preset("demo", "placeholder for the shipped demo model (see demo-model.md)",
-                       demo_config, _local_tokenizer, inference={"max_new_tokens": 48}))
+register_preset(Preset("demo", "~3M-parameter shipped demo model: word-level tokenizer, "
+                       "112 px, coordinate channels, box-corner SAM prompt (demo-model.md)",
+                       demo_config, _demo_tokenizer,
+                       inference={"max_new_tokens": 48, "reasoning": True,
+                                  "repetition_penalty": 1.0}))
 
 
 def get_preset(name: str) -> Preset:

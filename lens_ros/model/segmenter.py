@@ -247,7 +247,8 @@ class LensSegmenter:
             try:
                 gen = self._generate(model, image, texts, use_reasoning, stream, cancel)
                 t_mask = time.perf_counter()
-                masks = self._mask_pass(model, image, gen.ids, gen.attention_mask)
+                masks = self._mask_pass(model, image, gen.ids, gen.attention_mask,
+                                        self._sam_boxes(model, image, gen))
                 mask_ms = (time.perf_counter() - t_mask) * 1e3
             except LensError:
                 raise
@@ -300,7 +301,20 @@ class LensSegmenter:
         return _Generated(ids=out, attention_mask=attn, prompt_len=prompt_len,
                           truncated=truncated, ms=gen_ms)
 
-    def _mask_pass(self, model: LensModel, image: _ImageState, ids, attn):
+    def _sam_boxes(self, model: LensModel, image: _ImageState, gen: _Generated):
+        """(B, 4) answer boxes in SAM input pixels for ``box_prompt`` models (else None); a
+        completion without a box gets the whole image."""
+        if not model.lens_config.box_prompt:
+            return None
+        size = model.lens_config.sam.image_size
+        boxes = []
+        for row in gen.ids[:, gen.prompt_len:]:
+            box = parse_answer(self.tokenizer.decode(row, skip_special_tokens=True)).box
+            boxes.append(rescale_box(box, image.llm.resized_hw, (size, size))
+                         if box is not None else (0.0, 0.0, float(size), float(size)))
+        return torch.tensor(boxes, dtype=torch.float32, device=model.device)
+
+    def _mask_pass(self, model: LensModel, image: _ImageState, ids, attn, boxes=None):
         """LENS' second pass: queries -> SAM prompt -> decoder on the cached image features."""
         b = ids.shape[0]
         grid = image.llm.image_grid_thw.expand(b, -1)
@@ -308,7 +322,8 @@ class LensSegmenter:
         hidden = model.query_hidden_states(ids, attn, image_grid_thw=grid,
                                            mm_encoder_outputs=vision)
         pred = model.decode_masks(model.sam_prompt(hidden), image.sam,
-                                  multimask_fallback=self._config.stability_fallback)
+                                  multimask_fallback=self._config.stability_fallback,
+                                  boxes=boxes)
         logits = model.upsample_masks(pred.low_res_logits, image.hw)
         return pred, logits
 

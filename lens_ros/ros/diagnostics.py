@@ -1,4 +1,4 @@
-"""``/diagnostics`` for lens_node: one ``DiagnosticStatus`` with the model, queue and error counters.
+"""``/diagnostics`` for lens_node: one ``DiagnosticStatus`` with model, queue and error counters.
 
 Built from plain values (lifecycle state, model info, ``WorkerStats``) so the content is easy to
 test; the node publishes it every ``diagnostics_period`` seconds and right after an error result.

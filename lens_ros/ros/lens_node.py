@@ -39,8 +39,9 @@ from lens_ros.ros.image_conversion import (ImageConversionError, image_to_rgb, r
 from lens_ros.ros.parameters import (SPECS, NodeParams, check_change, declare_parameters,
                                      inference_overrides, read_parameters)
 from lens_ros.ros.result_conversion import segmentation_to_result
-from lens_ros.ros.worker import (ERROR_STATUSES, MODE_POLICIES, InferenceWorker, Outcome,
-                                 Request)
+from lens_ros.ros.modes import MODE_POLICIES
+from lens_ros.ros.requests import ERROR_STATUSES, Outcome, Request
+from lens_ros.ros.worker import InferenceWorker
 from lens_ros.visualize import overlay
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
@@ -128,7 +129,8 @@ class LensNode(LifecycleNode):
             "result": self.create_publisher(LensResult, "result", RELIABLE),
             "mask": self.create_publisher(Image, "mask", RELIABLE),
             "reasoning": self.create_publisher(String, "reasoning", RELIABLE),
-            "debug_image": self.create_publisher(Image, "debug_image", _image_qos("best_effort", 1)),
+            "debug_image": self.create_publisher(Image, "debug_image",
+                                                 _image_qos("best_effort", 1)),
         }
         self._worker = InferenceWorker(self._segmenter, p, self._decode, self._deliver,
                                        self._configure_model,

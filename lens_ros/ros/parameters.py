@@ -1,4 +1,5 @@
-"""The parameters of ``lens_node``: one table of specs, declared with descriptors, read into a dataclass.
+"""Parameters of ``lens_node``: one table of specs, declared with descriptors, read into a
+dataclass.
 
 ``PARAMETERS`` is the single source of truth: ``declare_parameters()`` turns it into ROS parameters
 with ``ParameterDescriptor`` (description, range, choices, read-only), ``config/lens.yaml`` holds
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Triggering modes. ``track`` is provided by the tracking issue; until a policy for it is
-#: registered in ``lens_ros.ros.worker.MODE_POLICIES`` configure refuses it with a clear error.
+#: registered in ``lens_ros.ros.modes.MODE_POLICIES`` configure refuses it with a clear error.
 MODES = ("on_command", "continuous", "track")
 DEVICES_HELP = "'auto' (cuda when available, else cpu), 'cpu', 'cuda' or 'cuda:N'"
 DTYPES = ("auto", "float32", "bfloat16", "float16")

@@ -1,13 +1,10 @@
-"""Scheduling requests onto the one model: recent-frame buffer, bounded command queue, worker thread.
+"""The inference worker of lens_node: one thread that owns the model while the node is active.
 
-rclpy-free so that it can be tested without ROS: frames are opaque message objects (the node
-passes ``sensor_msgs/Image``), the node gives the worker three functions (``decode`` a message to
-HxWx3 uint8 RGB, ``deliver`` an ``Outcome`` to the topics, ``configure_model`` with new settings)
-and gets exactly one ``Outcome`` per submitted request, whatever happens.
-
-Threads: ROS callbacks only call ``put_frame`` and ``submit``, which never block on the model;
-the single worker thread runs the model. Modes are ``ModePolicy`` subclasses registered in
-``MODE_POLICIES`` (the tracking issue adds ``track`` there).
+rclpy-free so that it can be tested without ROS: the node gives the worker three functions
+(``decode`` a frame message to HxWx3 uint8 RGB, ``deliver`` an ``Outcome`` to the topics,
+``configure_model`` with new settings) and gets exactly one ``Outcome`` per submitted request,
+whatever happens. ROS callbacks only call ``put_frame`` and ``submit``, which never wait for the
+model. How the next job is chosen is the mode's business (``lens_ros.ros.modes``).
 """
 from __future__ import annotations
 
@@ -15,199 +12,16 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from lens_ros.core import BadCommandError, CanceledError, LensError, Segmentation, Status
+from lens_ros.ros.modes import MODE_POLICIES, Job, ModePolicy
+from lens_ros.ros.requests import (ERROR_STATUSES, Frame, FrameBuffer, Outcome, Request,
+                                   WorkerStats, check_decodable)
 
 log = logging.getLogger(__name__)
-
-#: Statuses that count as an error in the diagnostics (a request that could not be served).
-ERROR_STATUSES = frozenset(Status) - {Status.OK, Status.NO_TARGET, Status.TRACKED,
-                                      Status.CANCELED}
-
-
-@dataclass
-class Frame:
-    """A camera frame as received: the message (its header goes on every output) and when."""
-
-    msg: Any  #: sensor_msgs/Image (or any object the node's ``decode`` accepts)
-    received: float  #: time.monotonic() at arrival
-    seq: int = -1  #: arrival counter (-1: a frame given with an action goal)
-    used: bool = False  #: the worker has segmented it at least once
-
-
-@dataclass
-class Request:
-    """One command to answer; ``on_done`` (if set) receives its one ``Outcome``."""
-
-    command: str
-    received: float = field(default_factory=time.monotonic)
-    image: Any = None  #: explicit frame message (action goal); None: use the camera buffer
-    reasoning: bool | None = None  #: None: the node's ``reasoning`` parameter
-    stream: Callable[[str], None] | None = None  #: called with the text generated so far
-    cancel: Callable[[], bool] | None = None  #: polled before and during generation
-    stage: Callable[[str], None] | None = None  #: told "encode", "generate", ...
-    on_done: Callable[["Outcome"], None] | None = None
-    source: str = "topic"  #: "topic", "action" or "repeat" (continuous re-run)
-    cancel_reason: str = ""  #: why ``cancel`` turned True ("canceled by the client", ...)
-
-
-@dataclass
-class Outcome:
-    """What happened to one request: the result and the frame it was computed on."""
-
-    request: Request
-    result: Segmentation
-    frame: Frame | None = None  #: segmented frame; None when no usable frame was reached
-    rgb: np.ndarray | None = None  #: HxWx3 uint8 RGB of ``frame`` when it could be decoded
-    model_ms: float = 0.0  #: time inside LensSegmenter (set_image + segment)
-    total_ms: float = 0.0  #: from taking the request to handing the outcome over
-    message: Any = None  #: the LensResult built by the node's ``deliver`` (for the action)
-
-
-@dataclass
-class WorkerStats:
-    """Counters for /diagnostics (read without a lock: each field is a plain int/float/str)."""
-
-    frames_received: int = 0
-    frames_dropped: int = 0  #: frames replaced by a newer one while the model was busy, unused
-    commands_received: int = 0
-    results: int = 0
-    errors: int = 0
-    by_status: dict = field(default_factory=lambda: collections.Counter())
-    last_latency_ms: float = 0.0
-    last_model_ms: float = 0.0
-    last_overhead_ms: float = 0.0  #: decode + publish of the last result (total - model)
-    last_error: str = ""
-    last_result_error: bool = False  #: the most recent result had an error status
-
-
-def check_decodable(command: str) -> str:
-    """``command`` unchanged, or ``BadCommandError`` if it holds undecodable bytes.
-
-    rclpy decodes invalid UTF-8 with "replace", so such input arrives as U+FFFD; C0 control
-    characters other than tab/newline are refused too. Emptiness, length and special tokens are
-    checked by ``LensSegmenter.check_command``.
-    """
-    bad = next((i for i, ch in enumerate(command)
-                if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r")), None)
-    if bad is not None:
-        raise BadCommandError(f"command is not valid UTF-8 text (character {command[bad]!r} at "
-                              f"position {bad}); publish UTF-8 encoded text")
-    return command
-
-
-class FrameBuffer:
-    """The last ``size`` frames; the worker takes the newest or the one nearest to a time."""
-
-    def __init__(self, size: int) -> None:
-        self._frames: collections.deque[Frame] = collections.deque(maxlen=size)
-        self._seq = 0
-
-    def put(self, msg: Any, now: float, busy: bool) -> bool:
-        """Store a frame; True when it replaced an unused newest frame while busy (a drop)."""
-        dropped = bool(busy and self._frames and not self._frames[-1].used)
-        self._frames.append(Frame(msg, now, self._seq))
-        self._seq += 1
-        return dropped
-
-    def newest(self) -> Frame | None:
-        return self._frames[-1] if self._frames else None
-
-    def nearest(self, t: float) -> Frame | None:
-        """The frame whose arrival is nearest to ``t`` (monotonic seconds)."""
-        frames = list(self._frames)  # copy: the callback thread appends concurrently
-        return min(frames, key=lambda f: abs(f.received - t)) if frames else None
-
-    def resize(self, size: int) -> None:
-        self._frames = collections.deque(self._frames, maxlen=size)
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-
-@dataclass
-class Job:
-    """A request paired with the frame to run it on (None: answer NO_IMAGE / use request.image)."""
-
-    request: Request
-    frame: Frame | None
-
-
-class ModePolicy:
-    """How the worker chooses its next job. Subclass, set ``name`` and register it in
-    ``MODE_POLICIES`` to add a mode; override ``run`` to do something other than a LENS call."""
-
-    name = ""
-
-    def next_job(self, worker: "InferenceWorker") -> Job | None:
-        """Called with the worker's condition held; return a job or None to wait."""
-        req = worker.pop_request()
-        return None if req is None else Job(req, worker.frame_for(req))
-
-    def run(self, worker: "InferenceWorker", job: Job) -> Outcome:
-        return worker.run_lens(job)
-
-    def wait_timeout(self, worker: "InferenceWorker") -> float:
-        """Longest sleep before ``next_job`` is asked again (new input wakes it earlier)."""
-        return 0.5
-
-
-class OnCommandPolicy(ModePolicy):
-    """Each command is answered once, on the frame nearest to its arrival."""
-
-    name = "on_command"
-
-
-class ContinuousPolicy(ModePolicy):
-    """Commands are answered as in on_command; the last valid one is then re-run on every new
-    frame, at most ``rate`` times per second (0: as fast as the model allows)."""
-
-    name = "continuous"
-
-    def __init__(self) -> None:
-        self.current: str | None = None
-        self.last_seq = -1
-        self.last_run = 0.0
-
-    def next_job(self, worker):
-        job = super().next_job(worker)
-        if job is not None:
-            return job
-        frame = worker.frames.newest()
-        if self.current is None or frame is None or frame.seq == self.last_seq:
-            return None
-        if time.monotonic() < self.last_run + self._period(worker):
-            return None
-        return Job(Request(self.current, received=frame.received, source="repeat"), frame)
-
-    def run(self, worker, job):
-        self.last_run = time.monotonic()
-        out = worker.run_lens(job)
-        if out.frame is not None:
-            self.last_seq = out.frame.seq
-        if out.result.status not in (Status.BAD_COMMAND, Status.DROPPED, Status.CANCELED):
-            self.current = out.result.command or self.current
-        return out
-
-    def wait_timeout(self, worker):
-        if self.current is None:
-            return 0.5
-        return max(0.005, min(0.5, self.last_run + self._period(worker) - time.monotonic()))
-
-    @staticmethod
-    def _period(worker) -> float:
-        rate = worker.params.rate
-        return 1.0 / rate if rate > 0 else 0.0
-
-
-MODE_POLICIES: dict[str, type[ModePolicy]] = {
-    OnCommandPolicy.name: OnCommandPolicy,
-    ContinuousPolicy.name: ContinuousPolicy,
-}
 
 
 class InferenceWorker:
@@ -342,7 +156,7 @@ class InferenceWorker:
         fail = None
         if self._canceled(req):
             fail = (Status.NOT_READY, "the node is deactivating") if self._stopping else \
-                (Status.CANCELED, "canceled before it started")
+                (Status.CANCELED, req.cancel_reason or "canceled before it started")
         elif p.command_timeout > 0 and t0 - req.received > p.command_timeout:
             fail = (Status.TIMEOUT, f"waited {t0 - req.received:.2f} s in the queue, more than "
                                     f"command_timeout={p.command_timeout} s")
@@ -350,10 +164,10 @@ class InferenceWorker:
             fail = (Status.NO_IMAGE, "no camera frame received yet on 'image'; publish frames "
                                      "before commands or send the image with the action goal")
         elif (p.frame_max_age > 0 and req.image is None
-              and abs(frame.received - req.received) > p.frame_max_age):
-            fail = (Status.NO_IMAGE, f"the nearest frame is {abs(frame.received - req.received):.2f}"
-                                     f" s from the command, more than frame_max_age="
-                                     f"{p.frame_max_age} s; is the camera running?")
+              and (gap := abs(frame.received - req.received)) > p.frame_max_age):
+            fail = (Status.NO_IMAGE, f"the nearest frame is {gap:.2f} s from the command, more "
+                                     f"than frame_max_age={p.frame_max_age} s; is the camera "
+                                     "running?")
         if fail is not None:
             return Outcome(req, Segmentation.failure(req.command, *fail), frame,
                            total_ms=_ms(t0))

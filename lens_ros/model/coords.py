@@ -1,0 +1,62 @@
+"""Demo deviations from LENS, both config switches (off in ``lens-3b``; demo-model.md):
+
+* ``coord_channels``: CoordConv-like input for the Qwen2.5-VL vision tower. The stock tower has
+  only rotary (relative) positions, so a from-scratch model cannot read absolute positions off
+  its visual tokens; two extra input channels holding each pixel's x and y in [-1, 1] fix that
+  while keeping the stock classes (only ``vision_config.in_channels`` = 5 changes).
+* ``box_prompt``: the answer's box as SAM 2's two box-corner tokens beside the query prompt.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def add_coordinate_channels(pixel_values: torch.Tensor, grid_thw: torch.Tensor,
+                            patch_size: int, temporal_patch_size: int,
+                            merge_size: int) -> torch.Tensor:
+    """Append x/y coordinate channels to Qwen2-VL processor patches.
+
+    Arguments:
+      pixel_values (torch.Tensor): (N, 3*T*P*P) patches in the processor's order: per image,
+        patches ordered (t, h/m, w/m, m, m); within a patch (channel, temporal, py, px).
+      grid_thw (torch.Tensor): (num_images, 3) int patch grids (t, h, w).
+    Returns:
+      (N, 5*T*P*P) with channels (R, G, B, x, y); x = (col + 0.5) / W * 2 - 1 over the image.
+    """
+    p, t, m = patch_size, temporal_patch_size, merge_size
+    n = pixel_values.shape[0]
+    dev, dtype = pixel_values.device, pixel_values.dtype
+    xs, ys = [], []
+    for gt, gh, gw in grid_thw.tolist():
+        rows = torch.arange(gh, device=dev).view(gh // m, 1, m, 1).expand(gh // m, gw // m, m, m)
+        cols = torch.arange(gw, device=dev).view(1, gw // m, 1, m).expand(gh // m, gw // m, m, m)
+        rows, cols = rows.reshape(-1).repeat(gt), cols.reshape(-1).repeat(gt)
+        off = torch.arange(p, device=dev)
+        ys.append(((rows[:, None] * p + off + 0.5) / (gh * p)) * 2 - 1)
+        xs.append(((cols[:, None] * p + off + 0.5) / (gw * p)) * 2 - 1)
+    y, x = torch.cat(ys).to(dtype), torch.cat(xs).to(dtype)  # (N, P)
+    xch = x[:, None, None, :].expand(n, t, p, p)
+    ych = y[:, None, :, None].expand(n, t, p, p)
+    rgb = pixel_values.reshape(n, 3, t, p, p)
+    return torch.cat([rgb, xch[:, None], ych[:, None]], dim=1).reshape(n, -1)
+
+
+def coordinate_hook(module, args, kwargs):
+    """Forward pre-hook for the vision tower: adds the coordinate channels to 3-channel input."""
+    cfg = module.config
+    pixels = args[0] if args else kwargs["hidden_states"]
+    grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+    per_channel = cfg.temporal_patch_size * cfg.patch_size ** 2
+    if pixels.shape[-1] != 3 * per_channel:
+        return None  # already has the coordinate channels
+    pixels = add_coordinate_channels(pixels, grid, cfg.patch_size, cfg.temporal_patch_size,
+                                     cfg.spatial_merge_size)
+    if args:
+        return (pixels,) + tuple(args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": pixels}
+
+
+def box_corner_prompt(prompt_encoder, boxes: torch.Tensor) -> torch.Tensor:
+    """SAM 2 box-corner tokens: (B, 4) xyxy in SAM input pixels -> (B, 2, C)."""
+    sparse, _ = prompt_encoder(points=None, boxes=boxes, masks=None)
+    return sparse

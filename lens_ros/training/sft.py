@@ -1,0 +1,241 @@
+"""Warm-up supervised stage of the demo recipe (``lens-train sft``): teacher-forced cross-entropy
+on the answer and reasoning, plus an auxiliary dense loss on the merged visual tokens, with an
+easy-pool curriculum (demo-model.md). The paper starts from an instruction-tuned Qwen; our
+from-scratch model must first learn the format, the reasoning and grounding here.
+
+Trains the language model and the vision tower (the LENS head and SAM are untouched); the aux
+head is dropped at export. Writes ``metrics.jsonl``, ``plots/``, ``last/`` and ``best/``
+(by held-out box accuracy) checkpoints to ``output_dir``; stops at ``steps`` or ``max_minutes``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lens_ros.training.demo_eval import evaluate
+from lens_ros.training.demo_pool import load_pool
+from lens_ros.training.demo_samples import COLOUR_NAMES, SIZE_NAMES, collate, make_sample
+from lens_ros.synthetic.vocabulary import SHAPES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTConfig:
+    """Settings of ``lens-train sft`` (YAML keys = field names)."""
+
+    output_dir: str = "runs/demo/sft"  #: run folder (metrics, plots, checkpoints)
+    init: str = ""  #: checkpoint to start from; "" = random weights of ``preset``
+    preset: str = "demo"  #: model preset used when ``init`` is empty
+    pool_dir: str = "data/demo_pool"  #: folder of the pools (``python -m ...demo_pool``)
+    normal_pool: str = "normal"  #: pool of 2-5-object scenes
+    easy_pool: str = "easy"  #: pool of 1-3-object scenes (curriculum)
+    easy_fraction: float = 0.35  #: the first this share of the steps draws only easy scenes
+    easy_share_after: float = 0.2  #: afterwards, this share of each batch stays easy
+    dense_fraction: float = 0.5  #: share of "list the objects" samples in a batch
+    aux_weight: float = 1.0  #: weight of the dense visual-token loss (0 = off)
+    steps: int = 6000  #: optimizer steps (the cosine schedule spans them)
+    max_minutes: float = 60.0  #: stop (and save) after this many minutes of training
+    batch_size: int = 16  #: samples per step
+    lr: float = 1e-3  #: peak learning rate (AdamW)
+    min_lr_ratio: float = 0.1  #: cosine ends at lr x this
+    warmup_steps: int = 100  #: linear warm-up steps
+    weight_decay: float = 0.01  #: AdamW weight decay
+    betas: list = field(default_factory=lambda: [0.9, 0.98])  #: AdamW betas
+    max_grad_norm: float = 1.0  #: gradient clipping
+    eval_every_minutes: float = 6.0  #: held-out evaluation (and ``last/`` save) period
+    eval_scenes: int = 100  #: val scenes per evaluation
+    log_every: int = 20  #: steps between metric lines
+    seed: int = 0  #: seeds torch and numpy
+    threads: int = 1  #: torch CPU threads
+
+
+class AuxHead(nn.Module):
+    """Linear head on the merged visual tokens: objectness, colour, shape, size, box (dropped)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.sizes = [1, len(COLOUR_NAMES), len(SHAPES), len(SIZE_NAMES), 4]
+        self.proj = nn.Linear(dim, sum(self.sizes))
+
+    def loss(self, tokens: torch.Tensor, t: dict) -> torch.Tensor:
+        """tokens (B, G*G, D); targets from :func:`demo_samples.aux_targets` (batched)."""
+        obj, col, shp, siz, box = self.proj(tokens).split(self.sizes, dim=-1)
+        loss = F.binary_cross_entropy_with_logits(obj[..., 0], t["obj"])
+        has = t["obj"] > 0
+        if has.any():
+            loss = loss + F.cross_entropy(col[has], t["colour"][has])
+            loss = loss + F.cross_entropy(shp[has], t["shape"][has])
+            loss = loss + F.cross_entropy(siz[has], t["size"][has])
+            loss = loss + 5.0 * F.l1_loss(torch.sigmoid(box[has]), t["box"][has])
+        return loss
+
+
+def lr_at(step: int, cfg: SFTConfig) -> float:
+    """Linear warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio`` over ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def load_start(cfg_init: str, preset: str):
+    """(model fp32 train mode, processor, InferenceConfig) from a checkpoint or a preset."""
+    from lens_ros.model.checkpoints import load_checkpoint
+    from lens_ros.model.config import InferenceConfig
+    from lens_ros.model.presets import build_lens, get_preset
+    from lens_ros.model.processing import build_processor
+
+    if cfg_init:
+        ck = load_checkpoint(cfg_init, torch.device("cpu"), torch.float32)
+        return ck.model.train(), ck.processor, ck.inference
+    p = get_preset(preset)
+    cfg = p.config()
+    tok = p.make_tokenizer()
+    model = build_lens(cfg)
+    gen = model.generation_config
+    gen.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id]
+    gen.pad_token_id = gen.bos_token_id = tok.pad_token_id
+    proc = build_processor(tok, cfg.processing.min_pixels, cfg.processing.max_pixels)
+    return model.train(), proc, InferenceConfig().replace(**p.inference)
+
+
+def save(model, processor, inference, directory: Path, fp16: bool = False) -> None:
+    """A loadable checkpoint (fp16 weights when ``fp16``; the training model is not changed)."""
+    from lens_ros.model.checkpoints import save_checkpoint
+
+    sd = {k: (v.half() if fp16 and v.is_floating_point() else v)
+          for k, v in model.state_dict().items()} if fp16 else None
+    save_checkpoint(model, directory, processor=processor, inference=inference, state_dict=sd)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def run_sft(cfg: SFTConfig) -> Path:
+    """Train; returns the best checkpoint directory."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    metrics = out / "metrics.jsonl"
+    model, processor, inference = load_start(cfg.init, cfg.preset)
+    tok = processor.tokenizer
+    pools = {"normal": load_pool(cfg.pool_dir, cfg.normal_pool),
+             "easy": load_pool(cfg.pool_dir, cfg.easy_pool)}
+    for name, p in model.named_parameters():  # LM + vision tower only
+        p.requires_grad = name.startswith(("model.", "lm_head"))
+    aux = AuxHead(model.lens_config.hidden_size)
+    params = [p for p in model.parameters() if p.requires_grad] + list(aux.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
+                            weight_decay=cfg.weight_decay)
+    t_start = time.perf_counter()
+    next_eval = cfg.eval_every_minutes
+    best = -1.0
+    step = 0
+    for step in range(cfg.steps):
+        minutes = (time.perf_counter() - t_start) / 60
+        if minutes >= cfg.max_minutes:
+            log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
+            break
+        easy_share = 1.0 if step < cfg.easy_fraction * cfg.steps else cfg.easy_share_after
+        samples = []
+        for _ in range(cfg.batch_size):
+            pool = pools["easy" if rng.random() < easy_share else "normal"]
+            samples.append(make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)),
+                                       rng.random() < cfg.dense_fraction))
+        opt.zero_grad(set_to_none=True)
+        b = collate(samples, tok, processor, with_aux=cfg.aux_weight > 0)
+        vis = model.model.get_image_features(b["pixel_values"], b["image_grid_thw"],
+                                             return_dict=True)
+        res = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                    mm_token_type_ids=b["mm_token_type_ids"], image_grid_thw=b["image_grid_thw"],
+                    mm_encoder_outputs={"image": vis}, use_cache=False)
+        logits = res.logits[:, :-1].float()
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                             b["labels"][:, 1:].reshape(-1), ignore_index=-100)
+        loss, aux_loss = ce, torch.zeros(())
+        if cfg.aux_weight > 0:
+            aux_loss = aux.loss(torch.stack(list(vis.pooler_output)), b["aux"])
+            loss = loss + cfg.aux_weight * aux_loss
+        loss.backward()
+        loss_sum = {"ce": float(ce), "aux": float(aux_loss)}
+        lr = lr_at(step, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        opt.step()
+        if step % cfg.log_every == 0:
+            rec = {"step": step, "loss": loss_sum["ce"] + cfg.aux_weight * loss_sum["aux"],
+                   "ce": loss_sum["ce"], "aux": loss_sum["aux"], "learning_rate": lr,
+                   "grad_norm": gn, "minutes": minutes, "easy_share": easy_share}
+            append_jsonl(metrics, rec)
+            log.info("step %d  ce %.3f  aux %.3f  lr %.2e  %.1f min", step, rec["ce"],
+                     rec["aux"], lr, minutes)
+        if minutes >= next_eval:
+            next_eval += cfg.eval_every_minutes
+            best = _eval_and_save(model, processor, inference, cfg, out, step, minutes, best)
+    minutes = (time.perf_counter() - t_start) / 60
+    _eval_and_save(model, processor, inference, cfg, out, step, minutes, best)
+    _plot(out)
+    return out / "best"
+
+
+def _eval_and_save(model, processor, inference, cfg, out: Path, step: int, minutes: float,
+                   best: float) -> float:
+    ev = evaluate(model, processor, cfg.eval_scenes)
+    ev.update({"step": step, "minutes": minutes})
+    append_jsonl(out / "metrics.jsonl", ev)
+    log.info("eval at step %d (%.1f min): %s", step, minutes,
+             {k: round(v, 3) for k, v in ev.items() if k.startswith("eval/")})
+    save(model, processor, inference, out / "last")
+    score = ev["eval/acc"] + 0.01 * ev["eval/think"]
+    if score > best:
+        save(model, processor, inference, out / "best")
+        (out / "best" / "eval.json").write_text(json.dumps(ev, indent=2))
+        best = score
+    return best
+
+
+def _plot(out: Path) -> None:
+    """Loss curves (lens-train plot) plus the held-out curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lens_ros.training.common import read_metrics
+    from lens_ros.training.plot import plot_run
+
+    try:
+        plot_run(out)
+    except ValueError:
+        pass
+    recs = [r for r in read_metrics(out / "metrics.jsonl") if "eval/acc" in r]
+    if not recs:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("eval/acc", "eval/think", "eval/valid", "eval/ciou"):
+        ax.plot([r["minutes"] for r in recs], [r.get(key, 0.0) for r in recs], marker=".",
+                label=key[5:])
+    ax.set_xlabel("minutes")
+    ax.set_title("held-out (val) during " + out.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    (out / "plots").mkdir(exist_ok=True)
+    fig.savefig(out / "plots" / "heldout.png", dpi=100)
+    plt.close(fig)
