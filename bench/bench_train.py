@@ -57,6 +57,7 @@ class PhaseTimer:
 def run_setting(model_dir, data_root, g: int, steps: int, warmup: int, completion: int,
                 seed: int) -> dict:
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
 
     from lens_ros.model.checkpoints import load_checkpoint
     from lens_ros.training.batching import GrpoRows
@@ -78,9 +79,10 @@ def run_setting(model_dir, data_root, g: int, steps: int, warmup: int, completio
                           per_device_train_batch_size=g, num_generations=g,
                           max_completion_length=completion, max_steps=warmup + steps,
                           save_strategy="no", activation_checkpointing=False, seed=seed,
-                          logging_steps=1, dataloader_num_workers=0, disable_tqdm=True)
+                          logging_strategy="no", dataloader_num_workers=0, disable_tqdm=True)
     trainer = LensGRPOTrainer(loaded.model.train(), args, rows.as_hf_dataset(),
                               loaded.processor, row_source=rows, callbacks=[StepClock()])
+    trainer.remove_callback(PrinterCallback)  # keep the output to the figures
     timer.wrap(trainer, "_generate_single_turn", "generation")
     timer.wrap(trainer, "_generate_and_score_completions", "rollout")
     timer.wrap(trainer, "compute_loss", "forward")

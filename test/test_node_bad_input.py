@@ -163,8 +163,12 @@ def test_burst_of_malformed_frames_then_valid_request_succeeds(node):
     c.spin(0.3)
     answered = [c.results_for(a) for a in asked]
     assert all(len(r) == 1 for r in answered)  # every command answered exactly once
-    allowed = {R.STATUS_BAD_IMAGE, R.STATUS_OK}  # a random frame may happen to be valid
-    assert all(r[0].status in allowed for r in answered), [r[0].error for r in answered]
+    # a random frame may happen to be valid (OK); under load the burst's frames can reach the
+    # node after a command, which then finds only a stale frame (NO_IMAGE)
+    allowed = {R.STATUS_BAD_IMAGE, R.STATUS_OK, R.STATUS_NO_IMAGE}
+    statuses = [r[0].status for r in answered]
+    assert all(s in allowed for s in statuses), [r[0].error for r in answered]
+    assert statuses.count(R.STATUS_BAD_IMAGE) >= len(asked) // 2, statuses
     assert len(c.results) - n0 == len(asked)
     valid = make_image(40, 30, stamp=(2000, 1), frame_id="valid")
     c.publish_image(valid)

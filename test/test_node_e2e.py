@@ -150,6 +150,18 @@ def test_new_goal_preempts_the_active_one(node):
         c.set_params(max_new_tokens=SHORT)
 
 
+def test_without_preemption_goals_queue_and_all_succeed(node):
+    _, c = node
+    c.set_params(action_preempt=False, max_new_tokens=30)
+    try:
+        goals = [c.send_goal(f"queued goal {i}")[0] for i in range(3)]
+        results = [c.wait_future(g.get_result_async(), timeout=60) for g in goals]
+        assert [r.status for r in results] == [GoalStatus.STATUS_SUCCEEDED] * 3
+        assert [r.result.result.command for r in results] == [f"queued goal {i}" for i in range(3)]
+    finally:
+        c.set_params(action_preempt=True, max_new_tokens=SHORT)
+
+
 def test_queue_overflow_answers_the_oldest_with_dropped(node):
     _, c = node
     c.publish_image(make_image(32, 32, stamp=(9, 9)))

@@ -51,12 +51,14 @@ def test_configure_with_missing_checkpoint_fails_and_node_stays_configurable(nod
     assert c.state() == "inactive"
 
 
-def test_inactive_node_has_no_topic_interfaces(node):
+def test_inactive_node_has_no_topics_and_rejects_goals(node):
     _, c, _ = node
     assert c.state() == "inactive"
     c.spin(0.5)
     assert c.image_pub.get_subscription_count() == 0
-    assert not c.action.server_is_ready()
+    assert c.action.wait_for_server(timeout_sec=10)  # the server lives from configure on ...
+    gh, _ = c.send_goal("while inactive")
+    assert not gh.accepted  # ... and accepts goals only while active
     (reload,) = c.set_params(model_path="/elsewhere")  # model loaded: refused
     assert not reload.successful
 

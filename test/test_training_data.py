@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lens_ros.training.data import (ItemDataset, ReasonSegSource, ReferSegSource,
-                                    decode_coco_mask, reason_seg_mask)
+from lens_ros.training.data import ItemDataset, ReasonSegSource, ReferSegSource, reason_seg_mask
 from lens_ros.training.items import BadRecordError, SkipCounter, TrainItem, scale_box
 from lens_ros.training.safe_pickle import UnsafePickleError, safe_load, safe_loads
 from lens_ros.training.toydata import write_toy_refer_seg
@@ -73,18 +72,6 @@ def test_refcoco_loader_items_match_the_fixture(tmp_path):
         assert item.gt_box == (x, y, x + w, y + h)
         ys, xs = np.nonzero(item.gt_mask)  # the decoded mask lies in its box
         assert xs.min() >= x - 1 and xs.max() <= x + w and ys.min() >= y - 1 and ys.max() <= y + h
-
-
-def test_rle_and_polygon_decode_to_the_same_mask():
-    mask = np.zeros((30, 40), dtype=bool)
-    mask[5:20, 8:30] = True
-    from pycocotools import mask as mu
-    rle = mu.encode(np.asfortranarray(mask.astype(np.uint8)))
-    compressed = [{"size": rle["size"], "counts": rle["counts"].decode()}]
-    polygon = [[8, 5, 29, 5, 29, 19, 8, 19]]
-    assert np.array_equal(decode_coco_mask(compressed, 30, 40), mask)
-    assert np.array_equal(decode_coco_mask(compressed[0], 30, 40), mask)
-    assert abs(int(decode_coco_mask(polygon, 30, 40).sum()) - int(mask.sum())) < 60
 
 
 def test_per_ref_sentence_draw_is_deterministic_and_changes_with_epoch(tmp_path):

@@ -1,7 +1,8 @@
 """The ``segment`` action (lens_ros/action/Segment) on top of the inference worker.
 
 A goal becomes a worker ``Request`` like a topic command, so the model is used by one thread
-only. Feedback streams the reasoning text as it is generated (plus the stage names); a cancel is
+only. The server lives from configure to cleanup (as nav2's action servers) and accepts goals
+only while the node is active, so a goal answered during deactivation still gets its result. Feedback streams the reasoning text as it is generated (plus the stage names); a cancel is
 polled at every generated token and returns a result with status CANCELED. With
 ``action_preempt`` a new goal cancels the active one (as ros2/examples ``server_single_goal.py``);
 without it goals queue with the topic commands.
@@ -48,14 +49,15 @@ class SegmentActionServer:
 
     Arguments:
       node: the lens_node (rclpy Node).
-      worker: the running ``InferenceWorker``.
+      worker: returns the running ``InferenceWorker``, or None while the node is not active.
       to_message: builds the LensResult of an ``Outcome`` that bypassed the worker.
       preempt: returns the current ``action_preempt`` parameter.
       callback_group: a ReentrantCallbackGroup (cancel requests are served while goals wait).
     """
 
-    def __init__(self, node, worker, to_message: Callable[[Outcome], object],
-                 preempt: Callable[[], bool], callback_group) -> None:
+    def __init__(self, node, worker: Callable[[], object],
+                 to_message: Callable[[Outcome], object], preempt: Callable[[], bool],
+                 callback_group) -> None:
         self._worker, self._to_message, self._preempt = worker, to_message, preempt
         self._lock = threading.Lock()
         self._goals: dict[bytes, _Goal] = {}  # goal id -> state, while in flight
@@ -67,10 +69,12 @@ class SegmentActionServer:
             handle_accepted_callback=self._on_accepted, callback_group=callback_group)
 
     def _on_goal(self, goal) -> GoalResponse:
-        """Accept a goal unless closing or too many goals are in flight."""
+        """Accept a goal while the node is active and fewer than MAX_GOALS are in flight."""
         with self._lock:
             busy = len(self._goals) >= MAX_GOALS
-        return GoalResponse.REJECT if self._closing or busy else GoalResponse.ACCEPT
+        if self._closing or busy or self._worker() is None:
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
 
     def _on_accepted(self, goal_handle) -> None:
         """Register the goal, preempt the active one if asked to, then execute it."""
@@ -82,8 +86,9 @@ class SegmentActionServer:
             if old is not None:
                 old.preempted = True
                 old.request.cancel_reason = "preempted by a newer goal"
-        if old is not None:
-            self._worker.withdraw(old.request, Status.CANCELED, "preempted by a newer goal")
+        worker = self._worker()
+        if old is not None and worker is not None:
+            worker.withdraw(old.request, Status.CANCELED, "preempted by a newer goal")
         goal_handle.execute()
 
     def _on_cancel(self, goal_handle) -> CancelResponse:
@@ -93,7 +98,9 @@ class SegmentActionServer:
         if goal is not None:
             goal.canceled = True
             goal.request.cancel_reason = "canceled by the client"
-            self._worker.withdraw(goal.request, Status.CANCELED, "canceled by the client")
+            worker = self._worker()
+            if worker is not None:
+                worker.withdraw(goal.request, Status.CANCELED, "canceled by the client")
         return CancelResponse.ACCEPT
 
     def _make_goal(self, gh) -> _Goal:
@@ -125,11 +132,15 @@ class SegmentActionServer:
         gid = bytes(gh.goal_id.uuid)
         goal = self._goals[gid]
         gh.publish_feedback(Segment.Feedback(stage="queued"))
+        worker = self._worker()
         if goal.error:
             goal.request.on_done(Outcome(goal.request, Segmentation.failure(
                 goal.request.command, Status.BAD_COMMAND, goal.error)))
+        elif worker is None:
+            goal.request.on_done(Outcome(goal.request, Segmentation.failure(
+                goal.request.command, Status.NOT_READY, "the node is not active")))
         elif not goal.done.is_set():
-            self._worker.submit(goal.request)
+            worker.submit(goal.request)
         while not goal.done.wait(0.5):
             if self._closing:  # the worker answers everything when it stops; belt and braces
                 goal.request.on_done(Outcome(goal.request, Segmentation.failure(
@@ -155,8 +166,8 @@ class SegmentActionServer:
         return Segment.Result(result=msg)
 
     def destroy(self, timeout: float = 5.0) -> None:
-        """Refuse new goals, wait for in-flight ones to return (the worker has answered them),
-        then destroy the server."""
+        """Refuse new goals, wait for in-flight ones to return, then destroy the server (at
+        cleanup: the worker has answered every goal at deactivate)."""
         self._closing = True
         end = time.monotonic() + timeout
         while self._goals and time.monotonic() < end:

@@ -3,10 +3,11 @@
 An adapter: ``sensor_msgs/Image`` -> numpy -> ``LensSegmenter`` -> ``Segmentation`` -> messages.
 It holds no model, prompt or parsing code.
 
-Lifecycle: configure = read and check parameters, load the model (logs time and memory);
-activate = create publishers, subscriptions, the ``segment`` action and the inference worker;
-deactivate = stop the worker (every pending command is answered) and release them; cleanup =
-free the model. With ``autostart`` (default) the node configures and activates itself at start.
+Lifecycle: configure = read and check parameters, load the model (logs time and memory) and
+create the ``segment`` action server (it accepts goals only while active, as nav2's servers do);
+activate = create publishers, the inference worker and subscriptions; deactivate = stop the
+worker (every pending command and goal is answered) and release them; cleanup = remove the
+action server and free the model. With ``autostart`` (default) the node configures and activates itself at start.
 
 Topics (relative, remappable): in ``image``, ``command``, ``depth`` + ``camera_info`` (only with
 ``enable_3d``); out ``result``, ``mask``, ``debug_image``, ``reasoning``, ``/diagnostics``.
@@ -117,13 +118,16 @@ class LensNode(LifecycleNode):
         if gpu is not None:
             self._model_info["gpu_mb"] = f"{gpu:.0f}"
         self._segmenter, self._params, self._config_error = seg, params, ""
+        self._action = SegmentActionServer(self, lambda: self._worker, self._to_message,
+                                           lambda: self._params.action_preempt,
+                                           self._action_group)
         log.info(f"loaded {path} in {load_s:.2f} s on {device} ({self._model_info['dtype']}); "
                  f"RSS {self._model_info['rss_mb']} MB (+{self._model_info['rss_added_mb']} MB)"
                  + (f", GPU {gpu:.0f} MB" if gpu is not None else ""))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Create the outputs, the worker, the inputs and the action (in that order)."""
+        """Create the outputs, the worker and the inputs (in that order)."""
         p = self._params = read_parameters(self)
         self._pubs = {
             "result": self.create_publisher(LensResult, "result", RELIABLE),
@@ -149,9 +153,6 @@ class LensNode(LifecycleNode):
                                          callback_group=self._image_group),
                 self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
                                          callback_group=self._image_group)]
-        self._action = SegmentActionServer(self, self._worker, self._to_message,
-                                           lambda: self._params.action_preempt,
-                                           self._action_group)
         self.get_logger().info(f"active: mode {p.mode}, image QoS {p.image_reliability}/"
                                f"{p.image_qos_depth}, 3D {'on' if p.enable_3d else 'off'}")
         return super().on_activate(state)
@@ -162,7 +163,7 @@ class LensNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        """Free the model (GPU memory too)."""
+        """Remove the action server and free the model (GPU memory too)."""
         self._release_model()
         return TransitionCallbackReturn.SUCCESS
 
@@ -185,7 +186,9 @@ class LensNode(LifecycleNode):
     # -- inputs ---------------------------------------------------------------------------------
     def _on_command(self, msg: String) -> None:
         """Queue a command for the worker (bad ones are answered at once)."""
-        self._worker.submit(Request(command=msg.data))
+        worker = self._worker
+        if worker is not None:  # None only in the instant a deactivation removes this callback
+            worker.submit(Request(command=msg.data))
 
     def _on_depth(self, msg: Image) -> None:
         self._depth = msg
@@ -300,21 +303,23 @@ class LensNode(LifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     def _release_interfaces(self) -> None:
+        """Deactivate: no new input or goals, every pending request answered, outputs gone."""
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        if self._worker is not None:
-            self._worker.stop()
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
+        worker, self._worker = self._worker, None  # the action now rejects new goals
+        if worker is not None:
+            worker.stop()
         pubs, self._pubs = self._pubs, {}
         for pub in pubs.values():
             self.destroy_publisher(pub)
-        self._worker = None
         self._depth = self._camera_info = None
 
     def _release_model(self) -> None:
+        """Cleanup: the action server goes, then the model."""
+        if self._action is not None:
+            self._action.destroy()
+            self._action = None
         seg, self._segmenter = self._segmenter, None
         if seg is None:
             return

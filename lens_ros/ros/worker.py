@@ -57,7 +57,7 @@ class InferenceWorker:
         self._busy = False
         self._stopping = False
         self._applied = None  # params object last given to configure_model
-        self._image_key = None  # frame whose features the segmenter holds
+        self._image_frame: Frame | None = None  # frame whose features the segmenter holds
         self._thread = threading.Thread(target=self._loop, name="lens_inference", daemon=True)
 
     # -- called from ROS callbacks: never block on the model -----------------------------------
@@ -208,12 +208,11 @@ class InferenceWorker:
         reasoning = self.params.reasoning if req.reasoning is None else req.reasoning
         tm = time.monotonic()
         try:
-            key = (id(frame.msg), frame.seq)
-            if key != self._image_key:
-                self._image_key = None
+            if frame is not self._image_frame:  # identity, and the reference keeps it unique
+                self._image_frame = None
                 _stage(req, "encode")
                 seg.set_image(rgb)
-                self._image_key = key
+                self._image_frame = frame
             _stage(req, "generate")
             result = seg.segment(req.command, reasoning=reasoning, stream=req.stream,
                                  cancel=lambda: self._canceled(req))
@@ -228,7 +227,7 @@ class InferenceWorker:
             result = Segmentation.from_error(err, req.command, shape)
         except Exception as err:  # any model failure is a MODEL_ERROR result, never a dead node
             log.exception("model failed on %r", req.command)
-            self._image_key = None
+            self._image_frame = None
             result = Segmentation.from_error(err, req.command, shape)
         out = Outcome(req, result, frame, rgb, model_ms=_ms(tm))
         if self._postprocess is not None and result.ok:

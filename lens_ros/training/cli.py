@@ -2,6 +2,8 @@
 
     lens-train stage1 --config config/train_stage1.yaml [--config more.yaml] [--max_steps 10 ...]
     lens-train grpo   --config config/train_grpo.yaml --config config/train_grpo_cpu_tiny.yaml
+    lens-train sft --config config/demo/sft.yaml [--max_minutes 5 ...]   (demo recipe)
+    lens-train demo-mask --config config/demo/mask.yaml                   (demo recipe)
     lens-train plot RUN_DIR [--out DIR]
     lens-train export-llm CHECKPOINT OUT
 
@@ -31,6 +33,13 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
                        help="YAML file of field values; repeat to merge several (later wins)")
         p.add_argument("-h", "--help", action="store_true", help="list every training flag")
+    for stage, help_text in (("sft", "demo recipe: supervised warm-up (answer, reasoning, "
+                                     "grounding; lens_ros.training.sft)"),
+                             ("demo-mask", "demo recipe: mask head on a frozen LM with the box "
+                                           "prompt (lens_ros.training.demo_mask)")):
+        p = sub.add_parser(stage, help=help_text)
+        p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                       help="YAML file of field values; repeat to merge several (later wins)")
     p = sub.add_parser("plot", help="write PNG curves of loss and each reward of a run")
     p.add_argument("run_dir", help="output_dir of a lens-train run (holds metrics.jsonl)")
     p.add_argument("--out", default=None, help="folder for the PNGs (default RUN_DIR/plots)")
@@ -92,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"wrote {len(files)} plots to {files[-1].parent}")
         return 0
+    if args.command in ("sft", "demo-mask"):
+        from lens_ros.training.sft import run_demo_stage
+
+        return run_demo_stage(args.command, args.config, rest)
     if args.command == "export-llm":
         from lens_ros.training.runner import export_llm
 

@@ -148,9 +148,11 @@ class LensCheckpointMixin:
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(target, load_file(str(adapter / "adapter_model.safetensors")))
+            weights = load_file(str(adapter / "adapter_model.safetensors"))
+            set_peft_model_state_dict(target, weights)
             base = target.get_base_model()
-            names = [n for n, p in base.named_parameters() if p.requires_grad and ".lora_" not in n]
+            names = [n for n, p in base.named_parameters()
+                     if p.requires_grad and ".lora_" not in n]
             _load_named(base, resume_from_checkpoint, names)
             return None
         if hasattr(target, "get_base_model"):
@@ -245,12 +247,3 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
             if isinstance(rec, dict):
                 out.append(rec)
     return out
-
-
-def default_report_to() -> list[str]:
-    """``["tensorboard"]`` when TensorBoard is installed, else ``[]`` (files are always written)."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return []
-    return ["tensorboard"]

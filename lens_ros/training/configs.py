@@ -16,6 +16,16 @@ from lens_ros.training.batching import REFERENCE_ANSWER_TEMPLATE
 log = logging.getLogger(__name__)
 
 
+def default_report_to() -> list[str]:
+    """``["tensorboard"]`` when TensorBoard is installed, else ``[]``; metrics.jsonl/csv are
+    written in every case (``MetricsFileCallback``)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return []
+    return ["tensorboard"]
+
+
 @dataclass
 class DataConfig:
     """Where the training items come from (all sources are concatenated)."""
@@ -47,7 +57,8 @@ class DataConfig:
                              "OUTPUT_DIR/toy_data and train on it (smoke runs, CPU)."})
     max_items: int | None = field(
         default=None, metadata={"help": "Use only the first N items (after concatenation)."})
-    sentence_seed: int = field(default=0, metadata={"help": "Seed of the per-epoch sentence draw."})
+    sentence_seed: int = field(default=0,
+                               metadata={"help": "Seed of the per-epoch sentence draw."})
 
     def __post_init__(self):
         if self.sample_per not in ("ref", "sentence"):
@@ -92,6 +103,9 @@ class LensStage1Config(TrainingArguments):
     reasoning_prompt: bool = field(
         default=False, metadata={"help": "Use the <think> question template in the prompt."})
 
+    report_to: None | str | list[str] = field(
+        default_factory=default_report_to,
+        metadata={"help": "Logging integrations; default TensorBoard when installed."})
     learning_rate: float = field(default=3e-5, metadata={"help": "AdamW learning rate."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "LR schedule."})
     warmup_steps: float = field(default=150, metadata={"help": "Linear warm-up steps."})

@@ -9,7 +9,8 @@
         images/mscoco/images/train2014/COCO_train2014_000000123456.jpg
 
   ``refs(*).p`` is read with the restricted unpickler (:mod:`lens_ros.training.safe_pickle`);
-  masks are decoded with pycocotools (polygons, compressed or uncompressed RLE); the COCO box
+  masks are decoded with pycocotools (polygons, compressed or uncompressed RLE, through
+  ``lens_ros.evaluation.masks.decode_annotation``, parts merged); the COCO box
   ``[x, y, w, h]`` becomes XYXY. One item per ref with a sentence drawn per epoch (the
   reference), or one item per sentence.
 * :class:`ReasonSegSource`: ReasonSeg-style folders of ``*.jpg`` + LabelMe-style ``*.json``
@@ -27,14 +28,13 @@ import json
 import logging
 import os
 import random
-import warnings
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from lens_ros.evaluation.masks import decode_annotation
 from lens_ros.training.items import BadRecordError, SkipCounter, TrainItem, box_from_mask
 from lens_ros.training.safe_pickle import safe_load
 
@@ -68,33 +68,6 @@ def _draw(seed: int, index: int, epoch: int, n: int) -> int:
     return random.Random(f"{seed}:{index}:{epoch}").randrange(n)
 
 
-def decode_coco_mask(segmentation, height: int, width: int) -> np.ndarray:
-    """Decode a COCO ``segmentation`` (polygons, RLE dict or list of RLEs) to an HxW bool mask.
-
-    Parts are merged (logical or), as the reference's ``sum(...) > 0``.
-    """
-    if isinstance(segmentation, list) and segmentation and isinstance(segmentation[0], list):
-        rles = mask_utils.frPyObjects(segmentation, height, width)  # polygons
-    else:
-        parts = segmentation if isinstance(segmentation, list) else [segmentation]
-        rles = []
-        for rle in parts:
-            if not isinstance(rle, dict) or "counts" not in rle:
-                raise BadRecordError("bad_segmentation", f"unknown segmentation entry {rle!r:.80}")
-            if isinstance(rle["counts"], list):  # uncompressed RLE
-                rles.append(mask_utils.frPyObjects(rle, height, width))
-            else:
-                counts = rle["counts"]
-                rles.append({"size": rle["size"], "counts":
-                             counts.encode() if isinstance(counts, str) else counts})
-    if not rles:
-        return np.zeros((height, width), dtype=bool)
-    with warnings.catch_warnings():  # pycocotools 2.0.11 vs numpy 2 copy-keyword notice
-        warnings.simplefilter("ignore", DeprecationWarning)
-        m = mask_utils.decode(rles)
-    return (m.reshape(height, width, -1).sum(axis=2) > 0) if m.ndim == 3 else m > 0
-
-
 class ReferSegSource:
     """One RefCOCO-family dataset split as a sequence of TrainItems.
 
@@ -102,7 +75,7 @@ class ReferSegSource:
       root: the ``refer_seg`` folder.
       dataset: ``refcoco``, ``refcoco+`` or ``refcocog``.
       split: the ``split`` value of the refs to keep (``train``, ``val``, ``testA``...).
-      split_by: refs file tag (``unc``, ``umd``, ``google``); default from :data:`DEFAULT_SPLIT_BY`.
+      split_by: refs file tag (``unc``, ``umd``, ``google``); default: :data:`DEFAULT_SPLIT_BY`.
       image_dir: folder of the images; default ``root/dataset/images`` when it exists (as
         ``lens_ros.synthetic`` exports), else ``root/images/mscoco/images/train2014``.
       per: ``"ref"`` (one item per ref, sentence drawn per epoch) or ``"sentence"``.
@@ -191,9 +164,14 @@ class ReferSegSource:
             raise BadRecordError("size_mismatch", f"{fname}: file is {w}x{h} but instances.json "
                                  f"says {im.get('width')}x{im.get('height')}")
         x, y, bw, bh = (float(v) for v in ann["bbox"])
-        return TrainItem(image=image, question=sents[s], gt_mask=decode_coco_mask(
-            ann["segmentation"], h, w), gt_box=(x, y, x + bw, y + bh), source=self.name,
-            id=f"{self.name}:{ref.get('ref_id')}:{s}").validate()
+        try:  # parts are merged: the reference's sum(...) > 0
+            mask = decode_annotation(ann["segmentation"], h, w) > 0
+        except (TypeError, KeyError, ValueError, IndexError) as err:
+            raise BadRecordError("bad_segmentation", f"{self.name} ref {ref.get('ref_id')}: "
+                                 f"undecodable segmentation ({err})") from err
+        return TrainItem(image=image, question=sents[s], gt_mask=mask,
+                         gt_box=(x, y, x + bw, y + bh), source=self.name,
+                         id=f"{self.name}:{ref.get('ref_id')}:{s}").validate()
 
 
 def reason_seg_mask(shapes: list[dict], height: int, width: int) -> np.ndarray:

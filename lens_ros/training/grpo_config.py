@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from lens_ros.training.configs import default_report_to
 from lens_ros.training.rewards import REWARD_FUNCS
 
 POLICY_POSITIONS = ("mrope", "1d")
@@ -29,7 +30,8 @@ class LensGRPOConfig(GRPOConfig):
         metadata={"help": "Reward functions by name, summed with `reward_weights`: "
                   "'box_iou' (IoU² of the answer box), 'mask_iou' (IoU² of the predicted mask), "
                   "'think_format' (0/1 <think>...</think><answer>...</answer>). The released "
-                  "RefCOCO run uses box_iou + mask_iou; its chain-of-thought runs add think_format."})
+                  "RefCOCO run uses box_iou + mask_iou; its chain-of-thought runs add "
+                  "think_format."})
     reasoning_prompt: bool = field(
         default=False,
         metadata={"help": "Ask for <think>...</think><answer>...</answer> (LENS' samr1_v4 "
@@ -88,6 +90,9 @@ class LensGRPOConfig(GRPOConfig):
     loss_type: str = field(
         default="grpo",
         metadata={"help": "'grpo': per-sequence token mean, then batch mean (the reference)."})
+    report_to: None | str | list[str] = field(
+        default_factory=default_report_to,
+        metadata={"help": "Logging integrations; default TensorBoard when installed."})
     learning_rate: float = field(default=3e-6, metadata={"help": "AdamW learning rate."})
     per_device_train_batch_size: int = field(
         default=8, metadata={"help": "Rollouts per device per micro-step (one group of 8)."})

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lens_ros.evaluation.metrics import box_iou, intersection_union
 from lens_ros.model.answers import parse_answer
 
 #: The reference's format check (``rewards.py:33-36``): anchored at the start, not at the end.
@@ -34,37 +35,19 @@ def completion_text(completion: Any) -> str:
     return ""
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two XYXY boxes in the same pixel frame (no +1 convention).
-
-    An inverted box (x2 < x1 or y2 < y1) has zero area; when the union is zero the IoU is 0.0
-    (the reference divides by zero there).
-    """
-    ax1, ay1, ax2, ay2 = (float(v) for v in a)
-    bx1, by1, bx2, by2 = (float(v) for v in b)
-    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
-    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    area_a = max(0.0, ax2 - ax1) * max(0.0, ay2 - ay1)
-    area_b = max(0.0, bx2 - bx1) * max(0.0, by2 - by1)
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
-
-
 def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of two HxW bool masks; 0.0 when both are empty (the reference's I / (U + 1e-6))."""
-    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
-    if pred.shape != gt.shape:
-        raise ValueError(f"predicted mask {pred.shape} and ground truth {gt.shape} differ in "
-                         "size; upsample the prediction to the ground-truth resolution first")
-    union = np.logical_or(pred, gt).sum()
-    return float(np.logical_and(pred, gt).sum() / union) if union else 0.0
+    """IoU of two HxW bool masks; 0.0 when both are empty (the reference's I / (U + 1e-6)).
+
+    Raises ValueError when the shapes differ (upsample the prediction to the GT size first).
+    """
+    inter, union = intersection_union(np.asarray(pred, dtype=bool), np.asarray(gt, dtype=np.uint8))
+    return inter / union if union else 0.0
 
 
 def think_format_reward(completions: list, **kwargs) -> list[float]:
     """1.0 if the text starts with ``<think>...</think>`` followed by ``<answer>...</answer>``.
 
-    >>> think_format_reward(["<think>red is left</think> <answer>[1, 2, 3, 4]</answer>", "[1,2,3,4]"])
+    >>> think_format_reward(["<think>left</think> <answer>[1, 2, 3, 4]</answer>", "[1,2,3,4]"])
     [1.0, 0.0]
     """
     return [1.0 if THINK_FORMAT.match(completion_text(c)) else 0.0 for c in completions]
@@ -73,8 +56,10 @@ def think_format_reward(completions: list, **kwargs) -> list[float]:
 def box_iou_reward(completions: list, solution: list, **kwargs) -> list[float]:
     """IoU² of the box parsed from each completion with the ground-truth box.
 
-    The box is parsed as at inference (:func:`lens_ros.model.answers.parse_answer`: inside
-    ``<answer>`` when present, never from ``<think>``), so the reward scores what the robot gets.
+    ``box_iou`` is the evaluator's (no +1 convention, an inverted box has zero area, an empty
+    union gives 0.0 where the reference divides by zero). The box is parsed as at inference
+    (:func:`lens_ros.model.answers.parse_answer`: inside ``<answer>`` when present, never from
+    ``<think>``), so the reward scores what the robot gets.
 
     Arguments:
       completions: generated texts (see module docstring).
@@ -83,7 +68,7 @@ def box_iou_reward(completions: list, solution: list, **kwargs) -> list[float]:
     Returns:
       list[float]: IoU² in [0, 1]; 0.0 when no box can be parsed.
 
-    >>> box_iou_reward(["<answer>[0, 0, 10, 10]</answer>", "no box"], solution=[[0, 0, 10, 20]] * 2)
+    >>> box_iou_reward(["<answer>[0, 0, 10, 10]</answer>", "none"], solution=[[0, 0, 10, 20]] * 2)
     [0.25, 0.0]
     """
     out = []

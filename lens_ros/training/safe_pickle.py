@@ -67,7 +67,8 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise UnsafePickleError(f"{source}: not a readable pickle ({err}); re-download it") from err
+        raise UnsafePickleError(f"{source}: not a readable pickle ({err}); download it "
+                                "again") from err
 
 
 def safe_load(path: str | os.PathLike) -> Any:

@@ -39,7 +39,7 @@ class SFTConfig:
     pool_dir: str = "data/demo_pool"  #: folder of the pools (``python -m ...demo_pool``)
     normal_pool: str = "normal"  #: pool of 2-5-object scenes
     easy_pool: str = "easy"  #: pool of 1-3-object scenes (curriculum)
-    easy_fraction: float = 0.35  #: the first this share of the steps draws only easy scenes
+    easy_fraction: float = 0.3  #: the first this share of the run draws only easy scenes
     easy_share_after: float = 0.2  #: afterwards, this share of each batch stays easy
     dense_fraction: float = 0.5  #: share of "list the objects" samples in a batch
     aux_weight: float = 1.0  #: weight of the dense visual-token loss (0 = off)
@@ -80,11 +80,17 @@ class AuxHead(nn.Module):
         return loss
 
 
-def lr_at(step: int, cfg: SFTConfig) -> float:
-    """Linear warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio`` over ``steps``."""
+def progress(step: int, minutes: float, cfg) -> float:
+    """Share of the run done: the larger of the step and the time fractions (so the schedule
+    ends on time whichever budget binds first)."""
+    return min(1.0, max(step / max(1, cfg.steps), minutes / max(1e-9, cfg.max_minutes)))
+
+
+def lr_at(step: int, minutes: float, cfg) -> float:
+    """Linear warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio`` by :func:`progress`."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    p = progress(step, minutes, cfg)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -151,7 +157,8 @@ def run_sft(cfg: SFTConfig) -> Path:
         if minutes >= cfg.max_minutes:
             log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
             break
-        easy_share = 1.0 if step < cfg.easy_fraction * cfg.steps else cfg.easy_share_after
+        easy_share = (1.0 if progress(step, minutes, cfg) < cfg.easy_fraction
+                      else cfg.easy_share_after)
         samples = []
         for _ in range(cfg.batch_size):
             pool = pools["easy" if rng.random() < easy_share else "normal"]
@@ -172,8 +179,8 @@ def run_sft(cfg: SFTConfig) -> Path:
             aux_loss = aux.loss(torch.stack(list(vis.pooler_output)), b["aux"])
             loss = loss + cfg.aux_weight * aux_loss
         loss.backward()
-        loss_sum = {"ce": float(ce), "aux": float(aux_loss)}
-        lr = lr_at(step, cfg)
+        loss_sum = {"ce": float(ce.detach()), "aux": float(aux_loss.detach())}
+        lr = lr_at(step, minutes, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
         gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
@@ -195,14 +202,15 @@ def run_sft(cfg: SFTConfig) -> Path:
 
 
 def _eval_and_save(model, processor, inference, cfg, out: Path, step: int, minutes: float,
-                   best: float) -> float:
+                   best: float, key: str = "eval/acc") -> float:
+    """Held-out evaluation; saves ``last/`` and, when ``key`` improved, ``best/``."""
     ev = evaluate(model, processor, cfg.eval_scenes)
     ev.update({"step": step, "minutes": minutes})
     append_jsonl(out / "metrics.jsonl", ev)
     log.info("eval at step %d (%.1f min): %s", step, minutes,
              {k: round(v, 3) for k, v in ev.items() if k.startswith("eval/")})
     save(model, processor, inference, out / "last")
-    score = ev["eval/acc"] + 0.01 * ev["eval/think"]
+    score = ev[key] + 0.01 * ev["eval/think"]
     if score > best:
         save(model, processor, inference, out / "best")
         (out / "best" / "eval.json").write_text(json.dumps(ev, indent=2))
@@ -239,3 +247,54 @@ def _plot(out: Path) -> None:
     (out / "plots").mkdir(exist_ok=True)
     fig.savefig(out / "plots" / "heldout.png", dpi=100)
     plt.close(fig)
+
+
+def config_from_args(cls, config_files: list[str], rest: list[str]):
+    """A dataclass ``cls`` from merged YAML files, then ``--field value`` flags (later wins)."""
+    import argparse
+    import dataclasses
+
+    from lens_ros.training.cli import load_yaml_configs
+
+    values = load_yaml_configs(config_files)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown} in {config_files}; known: "
+                         f"{sorted(names)}")
+    parser = argparse.ArgumentParser(prog=f"lens-train ({cls.__name__})")
+    for name, f in names.items():
+        default = values.get(name, f.default if f.default is not dataclasses.MISSING
+                             else f.default_factory())
+        kind = type(default) if isinstance(default, (int, float, str)) else str
+        parser.add_argument(f"--{name}", type=kind, default=default, help=f"(default {default})")
+    args = parser.parse_args(rest)
+    data = vars(args)
+    for name, f in names.items():  # list fields given as strings on the command line
+        if isinstance(data[name], str) and not isinstance(values.get(name, ""), str):
+            data[name] = json.loads(data[name])
+    return cls(**data)
+
+
+def run_demo_stage(stage: str, config_files: list[str], rest: list[str]) -> int:
+    """``lens-train sft`` / ``lens-train demo-mask``: parse the config, run, print the result."""
+    import sys
+
+    if stage == "sft":
+        cls, fn = SFTConfig, run_sft
+    else:
+        from lens_ros.training.demo_mask import MaskStageConfig, run_mask_stage
+
+        cls, fn = MaskStageConfig, run_mask_stage
+    try:
+        cfg = config_from_args(cls, config_files, rest)
+    except (ValueError, OSError) as err:
+        print(f"lens-train {stage}: {err}", file=sys.stderr)
+        return 2
+    try:
+        best = fn(cfg)
+    except FileNotFoundError as err:
+        print(f"lens-train {stage}: {err}", file=sys.stderr)
+        return 2
+    print(f"done: best checkpoint {best}; metrics and plots in {cfg.output_dir}")
+    return 0

@@ -27,8 +27,8 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarr
     if kind == "circle":
         cv2.circle(m, (cx, cy), r, 1, -1)
     else:
-        cv2.rectangle(m, (max(0, cx - r), max(0, cy - r)), (min(w - 1, cx + r), min(h - 1, cy + r)),
-                      1, -1)
+        top_left = (max(0, cx - r), max(0, cy - r))
+        cv2.rectangle(m, top_left, (min(w - 1, cx + r), min(h - 1, cy + r)), 1, -1)
     return m.astype(bool)
 
 
