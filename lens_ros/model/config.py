@@ -208,6 +208,10 @@ class InferenceConfig:
     #: override of the LLM image area bound (None: the checkpoint's ``processing.max_pixels``);
     #: clamped to the processor's own bound
     max_pixels: int | None = None
+    #: fast mask pass (not LENS): reuse the generation KV cache and run only the 64 queries
+    #: (``fast_path.py``); M-RoPE positions instead of the reference's 1-D ones change the
+    #: mask, so it is off unless measured agreement allows it (README_track3d.md)
+    fast_mask_pass: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the field and the accepted range."""

@@ -60,3 +60,30 @@ def box_corner_prompt(prompt_encoder, boxes: torch.Tensor) -> torch.Tensor:
     """SAM 2 box-corner tokens: (B, 4) xyxy in SAM input pixels -> (B, 2, C)."""
     sparse, _ = prompt_encoder(points=None, boxes=boxes, masks=None)
     return sparse
+
+
+def answer_boxes(tokenizer, completion_ids, llm_hw: list[tuple[int, int]],
+                 sam_size: int) -> torch.Tensor:
+    """The answer box of each completion in SAM input pixels, for ``box_prompt`` models.
+
+    Arguments:
+      tokenizer: decodes the ids (special tokens, e.g. padding, are skipped).
+      completion_ids: (B, L) tensor or B id lists, generated ids only.
+      llm_hw (list[tuple[int, int]]): per row, (H', W') of the LLM image the box refers to.
+      sam_size (int): SAM input side S.
+    Returns:
+      (B, 4) float32 xyxy; a completion without a box gets the whole image (0, 0, S, S).
+    """
+    from .answers import parse_answer, rescale_box
+
+    out = []
+    for ids, hw in zip(completion_ids, llm_hw):
+        box = parse_answer(tokenizer.decode(ids, skip_special_tokens=True)).box
+        out.append(rescale_box(box, hw, (sam_size, sam_size)) if box is not None
+                   else (0.0, 0.0, float(sam_size), float(sam_size)))
+    return torch.tensor(out, dtype=torch.float32).reshape(-1, 4)
+
+
+def grid_hw(grid_thw: torch.Tensor, patch_size: int) -> list[tuple[int, int]]:
+    """(H', W') pixels of each image of a (num_images, 3) patch grid."""
+    return [(int(h) * patch_size, int(w) * patch_size) for _, h, w in grid_thw.tolist()]

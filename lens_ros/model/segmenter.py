@@ -27,6 +27,8 @@ from ..core import (BadCommandError, CanceledError, LensError, ModelError, NotRe
 from .answers import parse_answer, rescale_box
 from .checkpoints import load_checkpoint
 from .config import InferenceConfig
+from .coords import answer_boxes
+from .fast_path import fast_query_hidden
 from .generation import (CancelCriteria, TextCallbackStreamer, completion_state, eos_token_ids,
                          greedy_config)
 from .modeling import LensModel, SamImageFeatures
@@ -58,6 +60,8 @@ class _Generated:
     prompt_len: int
     truncated: list[bool]
     ms: float
+    cache: object = None  # the generation KV cache, kept only for the fast mask pass
+    rope_deltas: torch.Tensor | None = None  # M-RoPE offsets of the batch (fast mask pass)
 
 
 def default_device() -> torch.device:
@@ -247,8 +251,7 @@ class LensSegmenter:
             try:
                 gen = self._generate(model, image, texts, use_reasoning, stream, cancel)
                 t_mask = time.perf_counter()
-                masks = self._mask_pass(model, image, gen.ids, gen.attention_mask,
-                                        self._sam_boxes(model, image, gen))
+                masks = self._mask_pass(model, image, gen, self._sam_boxes(model, image, gen))
                 mask_ms = (time.perf_counter() - t_mask) * 1e3
             except LensError:
                 raise
@@ -281,9 +284,12 @@ class LensSegmenter:
         streamer = TextCallbackStreamer(self.tokenizer, stream) if stream else None
         stopper = CancelCriteria(cancel) if cancel else None
         t0 = time.perf_counter()
+        fast = gen_cfg.return_dict_in_generate = self._config.fast_mask_pass
         out = model.generate(**enc, image_grid_thw=grid, mm_encoder_outputs={"image": vision},
                              generation_config=gen_cfg, streamer=streamer,
                              stopping_criteria=[stopper] if stopper else None)
+        cache, deltas = (out.cache, model.model.rope_deltas) if fast else (None, None)
+        out = out.sequences if fast else out
         gen_ms = (time.perf_counter() - t0) * 1e3
         if stopper is not None and stopper.fired:
             partial = self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:],
@@ -299,28 +305,28 @@ class LensSegmenter:
         pad = self.tokenizer.pad_token_id
         attn = (out != pad).long() if pad is not None else torch.ones_like(out)
         return _Generated(ids=out, attention_mask=attn, prompt_len=prompt_len,
-                          truncated=truncated, ms=gen_ms)
+                          truncated=truncated, ms=gen_ms, cache=cache, rope_deltas=deltas)
 
     def _sam_boxes(self, model: LensModel, image: _ImageState, gen: _Generated):
-        """(B, 4) answer boxes in SAM input pixels for ``box_prompt`` models (else None); a
-        completion without a box gets the whole image."""
+        """(B, 4) answer boxes in SAM input pixels for ``box_prompt`` models (else None)."""
         if not model.lens_config.box_prompt:
             return None
-        size = model.lens_config.sam.image_size
-        boxes = []
-        for row in gen.ids[:, gen.prompt_len:]:
-            box = parse_answer(self.tokenizer.decode(row, skip_special_tokens=True)).box
-            boxes.append(rescale_box(box, image.llm.resized_hw, (size, size))
-                         if box is not None else (0.0, 0.0, float(size), float(size)))
-        return torch.tensor(boxes, dtype=torch.float32, device=model.device)
+        rows = gen.ids[:, gen.prompt_len:]
+        return answer_boxes(self.tokenizer, rows, [image.llm.resized_hw] * len(rows),
+                            model.lens_config.sam.image_size).to(model.device)
 
-    def _mask_pass(self, model: LensModel, image: _ImageState, ids, attn, boxes=None):
-        """LENS' second pass: queries -> SAM prompt -> decoder on the cached image features."""
-        b = ids.shape[0]
-        grid = image.llm.image_grid_thw.expand(b, -1)
-        vision = {"image": _repeat_vision(image.vision, b)}
-        hidden = model.query_hidden_states(ids, attn, image_grid_thw=grid,
-                                           mm_encoder_outputs=vision)
+    def _mask_pass(self, model: LensModel, image: _ImageState, gen: _Generated, boxes=None):
+        """LENS' second pass: queries -> SAM prompt -> decoder on the cached image features
+        (or the fast pass over the generation cache when ``fast_mask_pass`` is on)."""
+        if gen.cache is not None:
+            hidden = fast_query_hidden(model, gen.ids, gen.cache, self.tokenizer.pad_token_id,
+                                       gen.rope_deltas)
+        else:
+            b = gen.ids.shape[0]
+            grid = image.llm.image_grid_thw.expand(b, -1)
+            vision = {"image": _repeat_vision(image.vision, b)}
+            hidden = model.query_hidden_states(gen.ids, gen.attention_mask, image_grid_thw=grid,
+                                               mm_encoder_outputs=vision)
         pred = model.decode_masks(model.sam_prompt(hidden), image.sam,
                                   multimask_fallback=self._config.stability_fallback,
                                   boxes=boxes)

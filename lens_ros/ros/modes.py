@@ -17,6 +17,7 @@ from lens_ros.ros.requests import Frame, Outcome, Request
 if TYPE_CHECKING:
     from lens_ros.ros.worker import InferenceWorker
 
+
 @dataclass
 class Job:
     """A request paired with the frame to run it on (None: answer NO_IMAGE / use request.image)."""

@@ -59,6 +59,10 @@ def reference_model(model: LensModel) -> Qwen2_5_VLForConditionalGeneration:
     state = {k: v for k, v in model.state_dict().items() if k.startswith(("model.", "lm_head."))}
     ref.load_state_dict(state, strict=True)
     ref.generation_config = model.generation_config
+    if model.lens_config.coord_channels:  # demo deviation: same vision input as the policy
+        from lens_ros.model.coords import coordinate_hook
+
+        ref.model.visual.register_forward_pre_hook(coordinate_hook, with_kwargs=True)
     return ref.eval().requires_grad_(False)
 
 
@@ -209,12 +213,24 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
             q = model.query_hidden_states(ids[s:e].to(device), attn[s:e].to(device),
                                           pixel_values[starts[s]:starts[e]], grid[s:e])
             feats = stack_features(self._sam_features[k] for k in keys[s:e])
-            low = model.decode_masks(model.sam_prompt(q), feats, multimask_fallback=False)
+            low = model.decode_masks(model.sam_prompt(q), feats, multimask_fallback=False,
+                                     boxes=self._answer_boxes(cids[s:e], grid[s:e]))
             for i, row in enumerate(rows[s:e]):
                 hw = np.asarray(row["gt_mask"]).shape[:2]
                 up = model.upsample_masks(low.low_res_logits[i:i + 1], hw)[0, 0]
                 masks.append((up > 0).cpu().numpy())
         return masks
+
+    def _answer_boxes(self, completion_ids, grid):
+        """Demo deviation ``box_prompt``: each rollout's answer box for SAM (else None)."""
+        cfg = self.lens_model.lens_config
+        if not cfg.box_prompt or grid is None:
+            return None
+        from lens_ros.model.coords import answer_boxes, grid_hw
+
+        hw = grid_hw(grid, int(cfg.vision_config["patch_size"]))
+        return answer_boxes(self.processing_class.tokenizer, completion_ids, hw,
+                            cfg.sam.image_size).to(self.accelerator.device)
 
     # ---- loss --------------------------------------------------------------------------------
     def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
@@ -231,6 +247,7 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         feats = stack_features(self._sam_features[k] for k in inputs["sam_key"])
         request = LensPassRequest(self.args.policy_positions, self.temperature, feats)
+        request.boxes = self._answer_boxes(inputs["completion_ids"], inputs.get("image_grid_thw"))
         self._lens_request = request
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if request.low_res_logits is None:

@@ -32,6 +32,7 @@ class LensPassRequest:
       temperature (float): the sampling temperature log-probs are computed at.
       features (SamImageFeatures | None): per-row SAM image features; None = no mask pass.
       low_res_logits (torch.Tensor | None): (B, 1, h, w) mask logits, set by the forward.
+      boxes (torch.Tensor | None): (B, 4) answer boxes in SAM pixels for ``box_prompt`` models.
 
     A plain class on purpose: DDP passes unknown objects through its kwargs untouched.
     """
@@ -42,6 +43,7 @@ class LensPassRequest:
         self.temperature = temperature
         self.features = features
         self.low_res_logits: torch.Tensor | None = None
+        self.boxes: torch.Tensor | None = None
 
 
 class CallWithLens:
@@ -63,7 +65,8 @@ def _masks(model, request: LensPassRequest, query_hidden: torch.Tensor) -> None:
         raise ValueError(f"{feats.image_embed.shape[0]} SAM feature rows for "
                          f"{query_hidden.shape[0]} sequences; the mask pass needs one per row")
     # training mode: single-mask output, never the stability fallback (as the reference)
-    pred = model.decode_masks(model.sam_prompt(query_hidden), feats, multimask_fallback=False)
+    pred = model.decode_masks(model.sam_prompt(query_hidden), feats, multimask_fallback=False,
+                              boxes=request.boxes)
     request.low_res_logits = pred.low_res_logits
 
 

@@ -1,0 +1,178 @@
+"""pocketsphinx backends: ``grammar`` (JSGF from the vocabulary, the default) and ``dictation``
+(the wheel's general English language model).
+
+Both use the US English acoustic model and CMU dictionary shipped inside the ``pocketsphinx``
+wheel: no download, ~0.1 s to load, 16 kHz audio.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+
+import numpy as np
+
+from lens_ros.speech.audio import pad_silence, to_rate
+from lens_ros.speech.types import ASRBackend, BackendUnavailableError, Transcript
+from lens_ros.speech.vocabulary import Vocabulary, build_jsgf, resolve_pronunciations
+
+log = logging.getLogger(__name__)
+
+#: words of the decoder's segmentation that are not speech
+_NON_SPEECH = {"<s>", "</s>", "<sil>", "(NULL)"}
+#: beams of the retry when the normal search ends off the grammar (seen with some voices)
+_WIDE_BEAMS = {"beam": 1e-100, "pbeam": 1e-100, "wbeam": 1e-80, "lpbeam": 1e-80,
+               "lponlybeam": 1e-80}
+
+
+def _decoder(**kwargs):
+    try:
+        import pocketsphinx
+    except ImportError as err:
+        raise BackendUnavailableError("pocketsphinx is not installed: pip install -c "
+                                      "requirements/constraints.txt pocketsphinx") from err
+    try:
+        return pocketsphinx.Decoder(samprate=16000, loglevel="FATAL", **kwargs)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise BackendUnavailableError(f"pocketsphinx did not start with {kwargs}: {err}") from err
+
+
+def _utterance(decoder, pcm: np.ndarray) -> None:
+    decoder.start_utt()
+    decoder.process_raw(pcm.tobytes(), full_utt=True)
+    decoder.end_utt()
+
+
+def _alternatives(decoder, best: str, n: int, budget: int = 20) -> list[str]:
+    """Up to ``n`` distinct N-best texts other than ``best`` (looks at ``budget`` entries)."""
+    out: list[str] = []
+    if n <= 0:
+        return out
+    try:
+        for hyp in itertools.islice(decoder.nbest(), budget):
+            text = " ".join(hyp.hypstr.split())
+            if text and text != best and text not in out:
+                out.append(text)
+                if len(out) >= n:
+                    break
+    except (RuntimeError, ValueError):  # no lattice for this utterance
+        pass
+    return out
+
+
+class GrammarBackend(ASRBackend):
+    """pocketsphinx constrained by the JSGF grammar of a :class:`Vocabulary`.
+
+    Confidence: the decoder always forces *some* sentence of the grammar, so the text alone
+    says nothing about out-of-grammar speech or noise. We also decode the utterance with an
+    unconstrained phone loop and compare: ``lr`` = (grammar path score - phone loop score) per
+    frame of recognised words (pocketsphinx log units). Speech that is in the grammar scores
+    close to the phone loop (lr ~ 0); anything else falls far below. ``confidence =
+    sigmoid((lr - confidence_center) / confidence_scale)``, so 0.5 sits at ``confidence_center``.
+    The defaults were set on espeak-ng speech (README_speech.md): correct commands median lr 0,
+    out-of-grammar sentences -17..-30.
+
+    Arguments:
+      vocabulary (Vocabulary): the command language.
+      max_alternatives (int): N-best alternatives to report (0: none; ~10 ms each).
+      confidence_center, confidence_scale (float): the calibration above.
+    """
+
+    name = "grammar"
+
+    def __init__(self, vocabulary: Vocabulary, max_alternatives: int = 2,
+                 confidence_center: float = -16.0, confidence_scale: float = 4.0):
+        import pocketsphinx
+
+        self.vocabulary = vocabulary
+        self.max_alternatives = int(max_alternatives)
+        self.center, self.scale = float(confidence_center), max(float(confidence_scale), 1e-3)
+        self.jsgf = build_jsgf(vocabulary)
+        self._phone_lm = pocketsphinx.get_model_path("en-us/en-us-phone.lm.bin")
+        self._decoder = self._make_decoder({})
+        self._wide = None  # built on first need
+        self._logmath = self._decoder.get_logmath()
+
+    def _make_decoder(self, beams: dict):
+        d = _decoder(lm=None, bestpath=False, **beams)
+        extra = resolve_pronunciations(self.vocabulary, d.lookup_word)
+        for word, phones in extra.items():
+            d.add_word(word, phones, update=False)
+        try:
+            d.add_jsgf_string("commands", self.jsgf)
+        except (RuntimeError, ValueError) as err:
+            raise BackendUnavailableError(f"pocketsphinx rejected the grammar built from "
+                                          f"{self.vocabulary.source}: {err}") from err
+        d.add_allphone_file("phones", self._phone_lm)
+        d.activate_search("commands")
+        return d
+
+    def _decode(self, d, pcm: np.ndarray) -> tuple[str, float, int, list[str]]:
+        """(text, score, speech frames, alternatives) of the grammar search; text "" if none."""
+        d.activate_search("commands")
+        _utterance(d, pcm)
+        hyp = d.hyp()
+        if hyp is None or not hyp.hypstr.strip():
+            return "", 0.0, 0, []
+        text = " ".join(hyp.hypstr.split())
+        frames = sum(s.end_frame - s.start_frame + 1 for s in d.seg()
+                     if s.word not in _NON_SPEECH and not s.word.startswith("[")
+                     and s.start_frame >= 0)
+        alts = _alternatives(d, text, self.max_alternatives)
+        return text, self._log(hyp.score), frames, alts
+
+    def _log(self, p: float) -> float:
+        return float(self._logmath.log(p)) if p > 0 else -1e9
+
+    def transcribe(self, pcm16: np.ndarray, rate: int) -> Transcript:
+        t0 = time.perf_counter()
+        pcm = pad_silence(to_rate(pcm16, rate, self.sample_rate), self.sample_rate, 0.25)
+        d = self._decoder
+        text, score, frames, alts = self._decode(d, pcm)
+        detail = ""
+        if not text:  # the search ended off the grammar: retry once with wide beams
+            if self._wide is None:
+                self._wide = self._make_decoder(_WIDE_BEAMS)
+            d = self._wide
+            text, score, frames, alts = self._decode(d, pcm)
+            detail = "wide-beam retry"
+        if not text:
+            return Transcript("", 0.0, [], (time.perf_counter() - t0) * 1e3,
+                              "no path through the grammar fits the audio")
+        d.activate_search("phones")
+        _utterance(d, pcm)
+        loop = d.hyp()
+        lr = (score - self._log(loop.score)) / max(frames, 1) if loop is not None else 0.0
+        conf = 1.0 / (1.0 + math.exp(-max(min((lr - self.center) / self.scale, 50.0), -50.0)))
+        detail = f"lr={lr:.1f}" + (f", {detail}" if detail else "")
+        return Transcript(text, conf, alts, (time.perf_counter() - t0) * 1e3, detail)
+
+
+class DictationBackend(ASRBackend):
+    """pocketsphinx with its general English trigram model: free text, low accuracy on
+    commands (README_speech.md), useful as a baseline and for logging what was said.
+
+    Confidence: the lattice posterior of the best path (pocketsphinx ``bestpath``), 0..1.
+
+    Arguments:
+      max_alternatives (int): N-best alternatives to report.
+    """
+
+    name = "dictation"
+
+    def __init__(self, max_alternatives: int = 2):
+        self.max_alternatives = int(max_alternatives)
+        self._decoder = _decoder(bestpath=True)
+
+    def transcribe(self, pcm16: np.ndarray, rate: int) -> Transcript:
+        t0 = time.perf_counter()
+        pcm = pad_silence(to_rate(pcm16, rate, self.sample_rate), self.sample_rate, 0.25)
+        _utterance(self._decoder, pcm)
+        hyp = self._decoder.hyp()
+        text = " ".join(hyp.hypstr.split()) if hyp is not None else ""
+        if not text:
+            return Transcript("", 0.0, [], (time.perf_counter() - t0) * 1e3, "nothing recognised")
+        alts = _alternatives(self._decoder, text, self.max_alternatives)
+        return Transcript(text, float(min(max(hyp.prob, 0.0), 1.0)), alts,
+                          (time.perf_counter() - t0) * 1e3)
