@@ -137,6 +137,14 @@ def default_vocabulary_path() -> Path:
         return here
 
 
+#: grammar rule name -> Vocabulary list it is made of
+_SLOTS = (("verb", "verbs"), ("determiner", "determiners"), ("ordinal", "ordinals"),
+          ("superlative", "superlatives"), ("size", "sizes"), ("colour", "colours"),
+          ("texture", "textures"), ("object", "objects"), ("side", "sides"),
+          ("relation", "relations"), ("analogy", "analogies"), ("affordance", "affordances"),
+          ("phrase", "phrases"))
+
+
 def _alt(items: list[str]) -> str:
     return " | ".join(items)
 
@@ -144,9 +152,8 @@ def _alt(items: list[str]) -> str:
 def grammar_rules(v: Vocabulary) -> dict[str, str]:
     """Rule name -> JSGF rule body; "command" is the public rule. Empty lists drop their slot."""
     rules: dict[str, str] = {}
-    for name in ("verb", "determiner", "ordinal", "superlative", "size", "colour", "texture",
-                 "object", "side", "relation", "analogy", "affordance", "phrase"):
-        items = getattr(v, "verbs" if name == "verb" else name + "s")
+    for name, attr in _SLOTS:
+        items = getattr(v, attr)
         if items:
             rules[name] = _alt(items)
     targets = []

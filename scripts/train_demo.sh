@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Reproduce the shipped demo model from scratch (the body of `make train-demo`):
+#   scene pools -> lens-train sft -> lens-train demo-mask -> lens-eval (before GRPO)
+#   -> lens-train grpo -> lens-eval (after GRPO) -> the better model, fp16, to models/lens-demo.
+# One CPU thread per stage (the 2-core budget), about 100 minutes; progress bars/logs on stdout,
+# metrics.jsonl and plots/ in each stage's run folder.
+#   bash scripts/train_demo.sh            (SEED=0 RUN=runs/demo SHIP=models/lens-demo by default)
+#   SFT_MINUTES=3 MASK_MINUTES=2 GRPO_STEPS=4 EVAL_REFS=40 bash scripts/train_demo.sh   (a smoke run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${VENV:-.venv}/bin
+SEED=${SEED:-0}
+RUN=${RUN:-runs/demo}
+SHIP=${SHIP:-models/lens-demo}
+POOLS=${POOLS:-data/demo_pool}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+SFT_ARGS=(); MASK_ARGS=(); GRPO_ARGS=(); EVAL_ARGS=()
+[ -n "${SFT_MINUTES:-}" ] && SFT_ARGS+=(--max_minutes "$SFT_MINUTES")
+[ -n "${MASK_MINUTES:-}" ] && MASK_ARGS+=(--max_minutes "$MASK_MINUTES")
+[ -n "${GRPO_STEPS:-}" ] && GRPO_ARGS+=(--max_steps "$GRPO_STEPS")
+[ -n "${EVAL_REFS:-}" ] && EVAL_ARGS+=(--max-refs "$EVAL_REFS")
+mkdir -p "$RUN"
+start=$(date +%s)
+step() { echo; echo "== [$(( ($(date +%s) - start) / 60 )) min] $*"; }
+
+step "scene pools in $POOLS (train-split seeds; skipped when present)"
+[ -f "$POOLS/easy.npz" ] || "$PY/python" -m lens_ros.training.demo_pool --out "$POOLS" \
+    --name easy --scenes 6000 --min-objects 1 --max-objects 3 --offset 5000000
+[ -f "$POOLS/normal.npz" ] || "$PY/python" -m lens_ros.training.demo_pool --out "$POOLS" \
+    --name normal --scenes 16000
+[ -f data/refer_seg/synthetic/instances.json ] || "$PY/python" -m lens_ros.synthetic refcoco \
+    --out data/refer_seg --train 0 --val 0 --test 400
+
+step "stage 0: supervised warm-up (format, reasoning, grounding)"
+"$PY/lens-train" sft --config config/demo/sft.yaml --output_dir "$RUN/sft" --pool_dir "$POOLS" \
+    --seed "$SEED" "${SFT_ARGS[@]}"
+
+step "stage 1: mask head + SAM on the frozen LM"
+"$PY/lens-train" demo-mask --config config/demo/mask.yaml --init "$RUN/sft/best" \
+    --output_dir "$RUN/mask" --pool_dir "$POOLS" --seed "$SEED" "${MASK_ARGS[@]}"
+
+step "held-out test split before GRPO"
+"$PY/lens-eval" --model "$RUN/mask/best" --data-root data/refer_seg --splits synthetic/test \
+    -o "$RUN/eval_before_grpo" --device cpu "${EVAL_ARGS[@]}"
+
+step "stage 2: GRPO with the joint mask loss"
+"$PY/lens-train" grpo --config config/demo/grpo.yaml --model_path "$RUN/mask/best" \
+    --output_dir "$RUN/grpo" --seed "$SEED" "${GRPO_ARGS[@]}"
+# the GRPO trainer saves weights + processor; keep the demo inference defaults (reasoning on)
+cp "$RUN/mask/best/inference_config.json" "$RUN/grpo/final/"
+"$PY/lens-train" plot "$RUN/grpo" || true
+
+step "held-out test split after GRPO"
+"$PY/lens-eval" --model "$RUN/grpo/final" --data-root data/refer_seg --splits synthetic/test \
+    -o "$RUN/eval_after_grpo" --device cpu "${EVAL_ARGS[@]}"
+
+step "before/after table; ship the better model to $SHIP"
+best=$("$PY/python" -m lens_ros.training.demo_tables "$RUN/eval_before_grpo" \
+    "$RUN/eval_after_grpo" --out "$RUN/table.md" --pick-best "$RUN/mask/best" "$RUN/grpo/final" \
+    | tee /dev/stderr | tail -n 1)
+printf '{"seed": %s, "minutes": %s, "source": "%s", "recipe": "scripts/train_demo.sh"}\n' \
+    "$SEED" "$(( ($(date +%s) - start) / 60 ))" "$best" > "$RUN/ship_notes.json"
+"$PY/python" -m lens_ros.training.demo_export "$best" "$SHIP" --notes "$RUN/ship_notes.json"
+step "done: $SHIP (table: $RUN/table.md)"
