@@ -122,7 +122,7 @@ def run_pipeline(model: Path, bag: Path, out: Path, n_commands: int, timeout: fl
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    from lens_ros.demo_report import load_ground_truth, write_report
+    from lens_ros.demo_report import command_groups, load_ground_truth, write_report
 
     model, bag, out = Path(args.model), Path(args.bag), Path(args.out)
     if not (model / "config.json").is_file():
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(out / "results_bag")
     out.mkdir(parents=True, exist_ok=True)
-    n = len({(g["stamp_ns"], g["command"]) for g in gt})
+    n = len(command_groups(gt))
     print(f"demo: lens_node on {model}, replaying {bag} ({n} commands) ...", flush=True)
     try:
         wall = run_pipeline(model.resolve(), bag.resolve(), out, n, args.timeout)

@@ -31,6 +31,15 @@ def load_ground_truth(bag: Path) -> list[dict]:
     return rows
 
 
+def command_groups(gt: list[dict]) -> list[list[dict]]:
+    """Ground-truth lines grouped by published command (one line per frame showing its scene),
+    in publication order."""
+    groups: dict[tuple, list[dict]] = {}
+    for g in gt:
+        groups.setdefault((g["command_stamp_ns"], g["command"]), []).append(g)
+    return [groups[k] for k in sorted(groups)]
+
+
 def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
 
@@ -72,7 +81,10 @@ def write_report(bag: Path, results_bag: Path, gt: list[dict], out: Path,
         old.unlink()
     rows, thumbs = [], []
     inter = union = 0.0
-    for i, g in enumerate(gt):
+    for i, group in enumerate(command_groups(gt)):
+        # the command is answered on one of the frames its scene is shown on
+        hits = [g for g in group if (g["stamp_ns"], g["command"]) in results]
+        g = hits[0] if hits else group[0]
         seg = results.get((g["stamp_ns"], g["command"]))
         gt_mask = decode_rle(g["gt_mask"])
         row = {"command": g["command"], "level": g["level"], "target": g["target"],

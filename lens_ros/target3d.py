@@ -56,7 +56,7 @@ def attach_target_3d(result: Segmentation, depth: np.ndarray | None, camera_info
         return result
     if depth is None or camera_info is None:
         missing = "depth image" if depth is None else "camera_info"
-        return _no_depth(result, f"no {missing} received yet; check the depth and camera_info "
+        return no_depth(result, f"no {missing} received yet; check the depth and camera_info "
                                  "topics (enable_3d needs both)")
     try:
         depth = np.asarray(depth)
@@ -64,10 +64,13 @@ def attach_target_3d(result: Segmentation, depth: np.ndarray | None, camera_info
         target = target_3d(result.mask, depth, intrinsics_for(camera_info, shape),
                            encoding=encoding)
     except (NoDepthError, BadImageError) as err:
-        return _no_depth(result, str(err))
+        return no_depth(result, str(err))
     return dataclasses.replace(result, point=target.point, extent=target.extent)
 
 
-def _no_depth(result: Segmentation, reason: str) -> Segmentation:
+def no_depth(result: Segmentation, reason: str) -> Segmentation:
+    """``result`` with status NO_DEPTH and ``reason`` (successful results only; mask kept)."""
+    if result.status not in (Status.OK, Status.TRACKED):
+        return result
     return dataclasses.replace(result, status=Status.NO_DEPTH, error=reason, point=None,
                                extent=None)

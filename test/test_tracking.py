@@ -13,13 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lens_ros.core import BadImageError, CheckpointError, NotReadyError, Segmentation, Status
+from lens_ros.core import (BadCommandError, BadImageError, CheckpointError, NotReadyError,
+                           Segmentation, Status)
 from lens_ros.geometry import mask_to_box
 from lens_ros.model import LensSegmenter
 from lens_ros.model.processing import prepare_sam_image
 from lens_ros.model.sam import build_sam
+from lens_ros.model.track_session import TrackPolicy, TrackSession
 from lens_ros.model.tracking import Tracker, TrackerConfig, TrackingError
-from lens_ros.model.tracking_weights import (TRACKER_WEIGHTS, head_sam_config, main,
+from lens_ros.model.tracking_weights import (TRACKER_WEIGHTS, encoder_fingerprint,
+                                             head_sam_config, main,
                                              save_tracking_head)
 from lens_ros.synthetic import SceneConfig, make_sequence
 
@@ -174,3 +177,100 @@ def test_convert_cli_and_checkpoint_errors(segmenter, tracker, tiny_model_dir, t
         Tracker.from_pretrained(segmenter, tmp_path / "bad.pt")
     assert main(["convert", "--sam2", str(tmp_path / "bad.pt"), "--model",
                  str(tiny_model_dir)]) == 1
+
+
+# ---- track mode policy (TrackSession) --------------------------------------------------------
+def _session(tiny_model_dir, **policy):
+    seg = LensSegmenter.from_pretrained(tiny_model_dir, max_new_tokens=4)
+    return TrackSession(Tracker.untrained(seg), TrackPolicy(**policy), seg)
+
+
+def test_session_reacquires_on_period_and_new_command(tiny_model_dir, sequence):
+    s = _session(tiny_model_dir, reacquire_period=0.5, min_object_score=-1e9)
+    s.set_command("the cube")
+    steps = [s.step(f.rgb, 0.1 * i) for i, f in enumerate(sequence.frames[:12])]
+    assert [st.lens_ran for st in steps] == [i in (0, 5, 10) for i in range(12)]
+    assert [st.source_stamp for st in steps] == pytest.approx(
+        [0.0] * 5 + [0.5] * 5 + [1.0] * 2)
+    assert all(st.result.status == Status.TRACKED for st in steps if not st.lens_ran)
+    assert all(st.result.command == "the cube" for st in steps)
+    s.set_command("the ball")
+    assert s.step(sequence.frames[12].rgb, 1.2).lens_ran
+    assert s.lens_calls == 4 and s.frames == 13
+
+
+def test_session_reruns_lens_at_once_when_the_target_is_lost(tiny_model_dir, sequence):
+    s = _session(tiny_model_dir, reacquire_period=100.0, min_object_score=1e9)
+    s.set_command("the cube")
+    steps = [s.step(f.rgb, 0.1 * i) for i, f in enumerate(sequence.frames[:4])]
+    assert all(st.lens_ran for st in steps)  # every tracked frame lost -> LENS on that frame
+    assert all(st.result.status == Status.OK for st in steps)
+
+
+def test_session_without_target_waits_for_the_next_period(tiny_model_dir, sequence):
+    s = _session(tiny_model_dir, reacquire_period=0.3)
+    s.segmenter.configure(no_target_object_score=1e9)  # LENS answers NO_TARGET
+    s.set_command("the cube")
+    steps = [s.step(f.rgb, 0.1 * i) for i, f in enumerate(sequence.frames[:7])]
+    assert [st.lens_ran for st in steps] == [True, False, False, True, False, False, True]
+    assert all(st.result.status == Status.NO_TARGET for st in steps)
+    assert "next one runs 0.3 s" in steps[1].result.error
+    assert steps[1].result.mask.shape == sequence.frames[1].rgb.shape[:2]
+    assert not s.tracker.active
+
+
+def test_session_errors(tiny_model_dir, sequence):
+    s = _session(tiny_model_dir)
+    with pytest.raises(NotReadyError, match="set_command"):
+        s.step(sequence.frames[0].rgb, 0.0)
+    with pytest.raises(BadCommandError):
+        s.set_command("   ")
+    with pytest.raises(ValueError, match="reacquire_period"):
+        s.set_policy(TrackPolicy(reacquire_period=-1))
+    with pytest.raises(NotReadyError, match="segmenter"):
+        TrackSession(s.tracker).step(sequence.frames[0].rgb, 0.0)
+
+
+def test_tracker_runs_beside_a_bf16_model(tiny_model_dir, sequence):
+    """The CUDA default dtype, checked on the CPU: the bf16 image encoder feeds the fp32 head."""
+    seg = LensSegmenter.from_pretrained(tiny_model_dir, device="cpu", dtype=torch.bfloat16)
+    tr = Tracker.untrained(seg)
+    assert next(tr.head.parameters()).dtype == torch.float32
+    tr.start(sequence.frames[0].rgb, sequence.masks[0])
+    r = tr.track(sequence.frames[1].rgb)
+    assert r.mask.shape == sequence.masks[1].shape and np.isfinite(r.object_score)
+
+
+def test_head_trained_for_another_image_encoder_is_refused(segmenter, tracker, tmp_path):
+    cfg = head_sam_config(segmenter.model.lens_config.sam)
+    own = encoder_fingerprint(segmenter.model.sam.image_encoder)
+    save_tracking_head(tracker.head, tmp_path / "ok", cfg, {"image_encoder_fingerprint": own})
+    Tracker.from_pretrained(segmenter, tmp_path / "ok")  # the same encoder loads
+    other = [v * 1.5 + 1e-3 for v in own]
+    save_tracking_head(tracker.head, tmp_path / "bad", cfg, {"image_encoder_fingerprint": other})
+    with pytest.raises(CheckpointError, match="another SAM image encoder"):
+        Tracker.from_pretrained(segmenter, tmp_path / "bad")
+
+
+def test_tracker_training_step_trains_the_memory(segmenter):
+    """lens_ros.training.tracker: one SAM 2-style clip step reaches the memory modules."""
+    from lens_ros.training.tracker import (FeaturePool, TrackerTrainConfig, _clip_rows,
+                                           clip_loss, make_pool, scene_configs)
+
+    cfg = TrackerTrainConfig(clip_len=4, batch_size=2, vanish_prob=0.5)
+    pool = make_pool(2, 6, scene_configs("64x48,48x48"), range(9_000_000, 9_000_050))
+    tracker = Tracker.untrained(segmenter)
+    features = FeaturePool(tracker, pool)
+    assert features.cond.shape == (12, 256, 256) and features.low.shape == (12, 64, 64)
+    tracker.head.train()
+    rng = np.random.default_rng(0)
+    clips = [_clip_rows(features, rng, cfg) for _ in range(cfg.batch_size)]
+    loss = clip_loss(tracker, features, np.stack([c[0] for c in clips]),
+                     np.stack([c[1] for c in clips]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name in ("memory_attention", "memory_encoder", "maskmem_tpos_enc", "obj_ptr_proj",
+                 "sam_mask_decoder.transformer"):
+        grads = [p.grad for n, p in tracker.head.named_parameters() if n.startswith(name)]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+    tracker.head.eval()

@@ -1,4 +1,5 @@
 """Two-process DDP (gloo, CPU) GRPO through ``accelerate launch``: both ranks end identical."""
+import json
 import os
 import socket
 import subprocess
@@ -28,8 +29,10 @@ acc = trainer.accelerator
 model = acc.unwrap_model(trainer.model)
 save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
           f"{out}/rank{acc.process_index}.safetensors")
-print("RANK", acc.process_index, "OF", acc.num_processes, acc.distributed_type,
-      "STEPS", trainer.state.global_step, flush=True)
+import json  # a file per rank: stdout lines of two ranks can interleave in one pipe
+with open(f"{out}/rank{acc.process_index}.json", "w") as fh:
+    json.dump({"rank": acc.process_index, "world": acc.num_processes,
+               "type": str(acc.distributed_type), "steps": trainer.state.global_step}, fh)
 """
 
 
@@ -53,7 +56,8 @@ def test_two_process_grpo_keeps_ranks_identical(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     for rank in (0, 1):
-        assert f"RANK {rank} OF 2 DistributedType.MULTI_CPU STEPS 3" in log, log[-4000:]
+        info = json.loads((out / f"rank{rank}.json").read_text())
+        assert info == {"rank": rank, "world": 2, "type": "DistributedType.MULTI_CPU", "steps": 3}
     a = load_file(str(out / "rank0.safetensors"))
     b = load_file(str(out / "rank1.safetensors"))
     assert a.keys() == b.keys()

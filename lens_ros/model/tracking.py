@@ -117,7 +117,8 @@ class Tracker:
         """Load the head from ``path`` (a directory with ``tracker.safetensors``, that file, or
         a SAM 2 ``.pt`` checkpoint); CheckpointError names what is missing or mis-shaped."""
         lens = _lens_model(model)
-        head, _ = load_tracking_head(path, lens.lens_config.sam, lens.device)
+        head, _ = load_tracking_head(path, lens.lens_config.sam, lens.device,
+                                     lens.sam.image_encoder)
         return cls(lens, head, config)
 
     @classmethod

@@ -117,15 +117,45 @@ def save_tracking_head(head: SAM2Base, directory: str | Path, cfg: SamConfig,
     return out
 
 
-def tracker_overrides(directory: str | Path) -> dict:
-    """The memory sizes stored in ``tracker_config.json`` of ``directory`` ({} without it)."""
+def encoder_fingerprint(image_encoder: torch.nn.Module) -> list[float]:
+    """Mean |w| of eight of the SAM image encoder's tensors: identifies the encoder a head was
+    trained with (a retrained encoder changes them), tolerant of bf16/fp16 rounding."""
+    state = image_encoder.state_dict()
+    names = sorted(state)
+    return [round(float(state[n].float().abs().mean()), 6)
+            for n in names[::max(1, len(names) // 8)]]
+
+
+def _tracker_json(directory: str | Path) -> dict:
     file = Path(directory) / TRACKER_CONFIG
     if not file.is_file():
         return {}
     try:
-        return dict(json.loads(file.read_text()).get("memory", {}))
-    except (json.JSONDecodeError, AttributeError) as err:
+        data = json.loads(file.read_text())
+        return data if isinstance(data, dict) else {}
+    except json.JSONDecodeError as err:
         raise CheckpointError(f"{file} is not a valid tracker config: {err}") from None
+
+
+def tracker_overrides(directory: str | Path) -> dict:
+    """The memory sizes stored in ``tracker_config.json`` of ``directory`` ({} without it)."""
+    return dict(_tracker_json(directory).get("memory", {}))
+
+
+def check_encoder(directory: str | Path, image_encoder: torch.nn.Module) -> None:
+    """CheckpointError when the head in ``directory`` was trained with another image encoder
+    (its ``tracker_config.json`` records one; converted SAM 2 heads record none)."""
+    expected = _tracker_json(directory).get("image_encoder_fingerprint")
+    if not expected:
+        return
+    found = encoder_fingerprint(image_encoder)
+    if len(found) != len(expected) or not torch.allclose(
+            torch.tensor(found), torch.tensor(expected, dtype=torch.float32), rtol=2e-2,
+            atol=1e-5):
+        raise CheckpointError(f"the tracking head in {str(directory)!r} was trained with "
+                              "another SAM image encoder than this model's (fingerprint "
+                              f"{expected[:3]}... vs {found[:3]}...); retrain it for this model "
+                              "with `python -m lens_ros.training.tracker`")
 
 
 def find_tracking_weights(path: str | Path) -> Path:
@@ -158,10 +188,14 @@ def read_tracking_state(file: str | Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith("image_encoder.")}
 
 
-def load_tracking_head(path: str | Path, sam: SamConfig,
-                       device: str | torch.device = "cpu") -> tuple[SAM2Base, SamConfig]:
-    """Head + its SamConfig from a directory/file of tracking weights (see module doc)."""
+def load_tracking_head(path: str | Path, sam: SamConfig, device: str | torch.device = "cpu",
+                       image_encoder: torch.nn.Module | None = None
+                       ) -> tuple[SAM2Base, SamConfig]:
+    """Head + its SamConfig from a directory/file of tracking weights (see module doc);
+    ``image_encoder`` (the LENS model's) is checked against the one the head was trained with."""
     file = find_tracking_weights(path)
+    if image_encoder is not None:
+        check_encoder(file.parent, image_encoder)
     cfg = head_sam_config(sam, tracker_overrides(file.parent))
     return _ready(build_tracking_head(cfg), read_tracking_state(file), device, str(file)), cfg
 

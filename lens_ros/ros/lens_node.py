@@ -10,7 +10,8 @@ worker (every pending command and goal is answered) and release them; cleanup = 
 action server and free the model. With ``autostart`` (default) the node configures and activates itself at start.
 
 Topics (relative, remappable): in ``image``, ``command``, ``depth`` + ``camera_info`` (only with
-``enable_3d``); out ``result``, ``mask``, ``debug_image``, ``reasoning``, ``/diagnostics``.
+``enable_3d``); out ``result``, ``mask``, ``debug_image``, ``reasoning``, ``target_point`` (with
+``enable_3d``), ``/diagnostics``.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -35,6 +37,7 @@ from lens_ros.core import LensError, Status
 from lens_ros.msg import LensResult
 from lens_ros.ros import diagnostics
 from lens_ros.ros.action_server import MAX_GOALS, SegmentActionServer
+from lens_ros.ros.depth_sync import DepthSync
 from lens_ros.ros.image_conversion import (ImageConversionError, image_to_rgb, rclpy_types,
                                            rgb_to_image)
 from lens_ros.ros.parameters import (SPECS, NodeParams, check_change, declare_parameters,
@@ -42,6 +45,7 @@ from lens_ros.ros.parameters import (SPECS, NodeParams, check_change, declare_pa
 from lens_ros.ros.result_conversion import segmentation_to_result
 from lens_ros.ros.modes import MODE_POLICIES
 from lens_ros.ros.requests import ERROR_STATUSES, Outcome, Request
+from lens_ros.ros.track_mode import tracking_weights_problem
 from lens_ros.ros.worker import InferenceWorker
 from lens_ros.visualize import overlay
 
@@ -66,7 +70,7 @@ class LensNode(LifecycleNode):
         self._action: SegmentActionServer | None = None
         self._pubs: dict = {}
         self._subs: list = []
-        self._depth = self._camera_info = None  # newest, for the 3D hook (enable_3d)
+        self._depth_sync: DepthSync | None = None  # depth + camera_info (enable_3d)
         self._last_diag = 0.0
         # Own groups so a flood on one input never starves the others; the action is reentrant
         # so cancel requests are served while goals wait for the model.
@@ -90,6 +94,8 @@ class LensNode(LifecycleNode):
                 raise ValueError(f"mode {params.mode!r} is not available in this build; "
                                  f"available: {sorted(MODE_POLICIES)}")
             path = self._checkpoint_dir(params.model_path)
+            if params.mode == "track" and (why := tracking_weights_problem(params)):
+                raise ValueError(why)
         except ValueError as err:
             return self._configure_failed(str(err))
         rss0, t0 = _rss_mb(), time.perf_counter()
@@ -136,9 +142,12 @@ class LensNode(LifecycleNode):
             "debug_image": self.create_publisher(Image, "debug_image",
                                                  _image_qos("best_effort", 1)),
         }
+        depth = self._depth_sync = DepthSync() if p.enable_3d else None
+        if depth is not None:
+            self._pubs["target_point"] = self.create_publisher(PointStamped, "target_point",
+                                                               RELIABLE)
         self._worker = InferenceWorker(self._segmenter, p, self._decode, self._deliver,
-                                       self._configure_model,
-                                       self._attach_3d if p.enable_3d else None)
+                                       self._configure_model, depth.attach if depth else None)
         self._worker.start()
         qos = _image_qos(p.image_reliability, p.image_qos_depth)
         self._subs = [
@@ -147,11 +156,11 @@ class LensNode(LifecycleNode):
             self.create_subscription(String, "command", self._on_command, RELIABLE,
                                      callback_group=self._command_group),
         ]
-        if p.enable_3d:
+        if depth is not None:
             self._subs += [
-                self.create_subscription(Image, "depth", self._on_depth, qos,
+                self.create_subscription(Image, "depth", depth.put_depth, qos,
                                          callback_group=self._image_group),
-                self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
+                self.create_subscription(CameraInfo, "camera_info", depth.put_camera_info, qos,
                                          callback_group=self._image_group)]
         self.get_logger().info(f"active: mode {p.mode}, image QoS {p.image_reliability}/"
                                f"{p.image_qos_depth}, 3D {'on' if p.enable_3d else 'off'}")
@@ -190,18 +199,6 @@ class LensNode(LifecycleNode):
         if worker is not None:  # None only in the instant a deactivation removes this callback
             worker.submit(Request(command=msg.data))
 
-    def _on_depth(self, msg: Image) -> None:
-        self._depth = msg
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-
-    def _attach_3d(self, out: Outcome) -> None:
-        """Extension point of the 3D target (issue 9, ``lens_ros.geometry``): called in the
-        worker thread after each successful model run while ``enable_3d`` is on, with the newest
-        ``depth`` and ``camera_info`` messages in ``self._depth`` / ``self._camera_info``; fills
-        ``out.result.point`` / ``extent`` or sets status NO_DEPTH. Nothing is computed yet."""
-
     def _decode(self, msg: Image):
         """Frame message -> HxWx3 uint8 RGB; ImageConversionError (BAD_IMAGE) on a bad frame."""
         pixels, limit = int(msg.width) * int(msg.height), self._params.max_image_pixels
@@ -218,7 +215,7 @@ class LensNode(LifecycleNode):
             header = out.frame.msg.header
         else:
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id="")
-        msg = segmentation_to_result(out.result, header, self._types)
+        msg = segmentation_to_result(out.result, header, self._types, out.source_stamp)
         msg.total_ms = float(out.total_ms)
         return msg
 
@@ -233,6 +230,8 @@ class LensNode(LifecycleNode):
             if res.mask.shape == out.rgb.shape[:2]:
                 pubs["mask"].publish(msg.mask)
             pubs["reasoning"].publish(String(data=res.reasoning or res.answer))
+        if res.point is not None and "target_point" in pubs:  # camera optical frame, metres
+            pubs["target_point"].publish(PointStamped(header=msg.header, point=msg.target_point))
         debug = pubs["debug_image"]
         if p.publish_overlay and out.rgb is not None and debug.get_subscription_count() > 0:
             img = overlay(out.rgb, res.mask, res.box, res.command, res.answer,
@@ -266,6 +265,9 @@ class LensNode(LifecycleNode):
             if reason is None and change.name == "mode" and change.value not in MODE_POLICIES:
                 reason = f"mode {change.value!r} is not available; available: " \
                          f"{sorted(MODE_POLICIES)}"
+            if reason is None and change.name == "mode" and change.value == "track" \
+                    and self._params is not None:
+                reason = tracking_weights_problem(self._params)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         if self._params is not None:
@@ -313,7 +315,7 @@ class LensNode(LifecycleNode):
         pubs, self._pubs = self._pubs, {}
         for pub in pubs.values():
             self.destroy_publisher(pub)
-        self._depth = self._camera_info = None
+        self._depth_sync = None
 
     def _release_model(self) -> None:
         """Cleanup: the action server goes, then the model."""

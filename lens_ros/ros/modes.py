@@ -8,7 +8,7 @@ tracking issue adds ``track`` here: a policy whose ``run`` tracks between LENS c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lens_ros.core import Status
@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class Job:
-    """A request paired with the frame to run it on (None: answer NO_IMAGE / use request.image)."""
+    """A request paired with the frame to run it on (None: answer NO_IMAGE / use request.image).
+    ``batch``: more topic commands for the same frame, answered with one ``segment_batch``."""
 
     request: Request
     frame: Frame | None
+    batch: list[Request] = field(default_factory=list)
 
 
 class ModePolicy:
@@ -33,11 +35,16 @@ class ModePolicy:
     name = ""
 
     def next_job(self, worker: "InferenceWorker") -> Job | None:
-        """Called with the worker's condition held; return a job or None to wait."""
+        """Called with the worker's condition held; return a job or None to wait. Queued
+        commands that land on the same frame join the job as one batch."""
         req = worker.pop_request()
-        return None if req is None else Job(req, worker.frame_for(req))
+        if req is None:
+            return None
+        frame = worker.frame_for(req)
+        return Job(req, frame, worker.pop_batch(req, frame))
 
-    def run(self, worker: "InferenceWorker", job: Job) -> Outcome:
+    def run(self, worker: "InferenceWorker", job: Job) -> Outcome | list[Outcome]:
+        """One Outcome per request of the job (a list for a batch)."""
         return worker.run_lens(job)
 
     def wait_timeout(self, worker: "InferenceWorker") -> float:
@@ -75,12 +82,13 @@ class ContinuousPolicy(ModePolicy):
 
     def run(self, worker, job):
         self.last_run = time.monotonic()
-        out = worker.run_lens(job)
+        outs = worker.run_lens(job)
+        out = outs[-1] if isinstance(outs, list) else outs  # a batch: the newest command wins
         if out.frame is not None:
             self.last_seq = out.frame.seq
         if out.result.status not in (Status.BAD_COMMAND, Status.DROPPED, Status.CANCELED):
             self.current = out.result.command or self.current
-        return out
+        return outs
 
     def wait_timeout(self, worker):
         if self.current is None:
@@ -97,3 +105,7 @@ MODE_POLICIES: dict[str, type[ModePolicy]] = {
     OnCommandPolicy.name: OnCommandPolicy,
     ContinuousPolicy.name: ContinuousPolicy,
 }
+
+# track mode lives in its own module and registers itself here (a plain module import, so that
+# importing either module first works)
+import lens_ros.ros.track_mode  # noqa: E402,F401

@@ -17,8 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-#: Triggering modes. ``track`` is provided by the tracking issue; until a policy for it is
-#: registered in ``lens_ros.ros.modes.MODE_POLICIES`` configure refuses it with a clear error.
+#: Triggering modes (policies in ``lens_ros.ros.modes.MODE_POLICIES``; ``track`` in track_mode.py).
 MODES = ("on_command", "continuous", "track")
 DEVICES_HELP = "'auto' (cuda when available, else cpu), 'cpu', 'cuda' or 'cuda:N'"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -71,6 +70,14 @@ PARAMETERS: tuple[Spec, ...] = (
          "track: LENS call, then SAM 2 tracking between calls.", choices=MODES),
     Spec("rate", 0.0, "Continuous mode: most runs per second (0 = as fast as the model allows).",
          low=0.0, high=1000.0),
+    Spec("reacquire_period", 5.0, "Track mode: seconds of camera time between full LENS calls "
+         "while tracking (0 = only on a new command or a lost target).", low=0.0, high=86400.0),
+    Spec("track_min_object_score", 0.0, "Track mode: LENS re-runs at once on a frame where the "
+         "tracker's SAM 2 object-score logit falls below this (0 = SAM 2's 'object present').",
+         low=-1000.0, high=1000.0),
+    Spec("tracker_path", "", "Track mode: directory (or file) holding tracker.safetensors, the "
+         "SAM 2 memory modules for this model (empty = model_path); read when track mode "
+         "starts (activate or a switch to track).", "activate"),
     Spec("publish_overlay", True, "Publish `debug_image` (mask tint, box, command, answer); it is "
          "only computed while someone subscribes."),
     Spec("command_queue_size", 10, "Commands and goals waiting for the model; on overflow the "
@@ -115,6 +122,9 @@ class NodeParams:
     no_target_without_box: bool
     mode: str
     rate: float
+    reacquire_period: float
+    track_min_object_score: float
+    tracker_path: str
     publish_overlay: bool
     command_queue_size: int
     image_buffer_size: int

@@ -57,6 +57,9 @@ class Outcome:
     model_ms: float = 0.0  #: time inside LensSegmenter (set_image + segment)
     total_ms: float = 0.0  #: from taking the request to handing the outcome over
     message: Any = None  #: the LensResult built by the node's ``deliver`` (for the action)
+    #: builtin_interfaces/Time of the frame of the last full LENS call (track mode); None: the
+    #: result's own frame
+    source_stamp: Any = None
 
 
 @dataclass

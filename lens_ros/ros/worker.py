@@ -149,9 +149,92 @@ class InferenceWorker:
             return Frame(req.image, req.received)
         return self.frames.nearest(req.received)
 
-    def run_lens(self, job: Job) -> Outcome:
-        """Answer one request with a full LENS call; every failure becomes a status."""
+    def pop_batch(self, req: Request, frame: Frame | None, limit: int = 8) -> list[Request]:
+        """Queued topic commands that will be answered on the same ``frame`` as ``req`` with
+        the same reasoning setting (taken off the queue): one ``segment_batch`` serves them.
+        Action goals stay alone (they stream feedback and can be canceled one by one)."""
+        if not _batchable(req) or frame is None or req.image is not None:
+            return []
+        same = [r for r in self._queue if _batchable(r) and r.reasoning == req.reasoning
+                and r.image is None and self.frames.nearest(r.received) is frame][:limit - 1]
+        for r in same:
+            self._queue.remove(r)
+        return same
+
+    def decode_frame(self, frame: Frame) -> np.ndarray:
+        """HxWx3 uint8 RGB of ``frame`` (BadImageError on a bad one); marks it used."""
+        rgb = self._decode(frame.msg)
+        frame.used = True
+        return rgb
+
+    def postprocess(self, out: Outcome) -> None:
+        """The node's hook (3D target) on a successful outcome of a mode's own model run."""
+        if self._postprocess is not None and out.result.ok:
+            self._postprocess(out)
+
+    def run_lens(self, job: Job) -> Outcome | list[Outcome]:
+        """Answer a job with a full LENS call (one ``segment_batch`` when the job holds several
+        commands); every failure becomes a status."""
+        if job.batch:
+            return self._run_batch(job)
         req, frame, t0 = job.request, job.frame, time.monotonic()
+        fail = self._precheck(req, frame, t0)
+        if fail is not None:
+            return Outcome(req, Segmentation.failure(req.command, *fail), frame,
+                           total_ms=_ms(t0))
+        try:
+            rgb = self._decode(frame.msg)
+        except LensError as err:
+            return Outcome(req, Segmentation.from_error(err, req.command), frame, total_ms=_ms(t0))
+        frame.used = True
+        return self._segment(req, frame, rgb, t0)
+
+    def _run_batch(self, job: Job) -> list[Outcome]:
+        """Several topic commands on one frame: one image encoding, one generate batch."""
+        frame, t0 = job.frame, time.monotonic()
+        reqs = [job.request, *job.batch]
+        outs: dict[int, Outcome] = {}
+        ready = []
+        for i, req in enumerate(reqs):
+            fail = self._precheck(req, frame, t0)
+            if fail is None:
+                ready.append(i)
+            else:
+                outs[i] = Outcome(req, Segmentation.failure(req.command, *fail), frame)
+        if ready:
+            try:
+                rgb = self.decode_frame(frame)
+            except LensError as err:
+                outs.update({i: Outcome(reqs[i], Segmentation.from_error(err, reqs[i].command),
+                                        frame) for i in ready})
+            else:
+                results, model_ms = self._segment_batch([reqs[i] for i in ready], frame, rgb)
+                for i, result in zip(ready, results):
+                    outs[i] = Outcome(reqs[i], result, frame, rgb, model_ms=model_ms)
+                    self.postprocess(outs[i])
+        for out in outs.values():
+            out.total_ms = _ms(t0)
+        return [outs[i] for i in range(len(reqs))]
+
+    def _segment_batch(self, reqs: list[Request], frame: Frame, rgb: np.ndarray):
+        seg, shape, tm = self.segmenter, rgb.shape[:2], time.monotonic()
+        reasoning = self.params.reasoning if reqs[0].reasoning is None else reqs[0].reasoning
+        try:
+            if frame is not self._image_frame:
+                self._image_frame = None
+                seg.set_image(rgb)
+                self._image_frame = frame
+            results = seg.segment_batch([r.command for r in reqs], reasoning=reasoning)
+        except LensError as err:
+            results = [Segmentation.from_error(err, r.command, shape) for r in reqs]
+        except Exception as err:  # any model failure is a MODEL_ERROR result, never a dead node
+            log.exception("model failed on a batch of %d commands", len(reqs))
+            self._image_frame = None
+            results = [Segmentation.from_error(err, r.command, shape) for r in reqs]
+        return results, _ms(tm)
+
+    def _precheck(self, req: Request, frame: Frame | None, t0: float):
+        """(status, reason) when ``req`` cannot run on ``frame``, else None."""
         p = self.params
         fail = None
         if self._canceled(req):
@@ -168,15 +251,7 @@ class InferenceWorker:
             fail = (Status.NO_IMAGE, f"the nearest frame is {gap:.2f} s from the command, more "
                                      f"than frame_max_age={p.frame_max_age} s; is the camera "
                                      "running?")
-        if fail is not None:
-            return Outcome(req, Segmentation.failure(req.command, *fail), frame,
-                           total_ms=_ms(t0))
-        try:
-            rgb = self._decode(frame.msg)
-        except LensError as err:
-            return Outcome(req, Segmentation.from_error(err, req.command), frame, total_ms=_ms(t0))
-        frame.used = True
-        return self._segment(req, frame, rgb, t0)
+        return fail
 
     # -- worker thread ---------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -197,11 +272,12 @@ class InferenceWorker:
                 out = policy.run(self, job)
             except Exception as err:  # a bug must cost one MODEL_ERROR result, not the worker
                 log.exception("inference worker failed on %r", job.request.command)
-                out = Outcome(job.request, Segmentation.from_error(err, job.request.command),
-                              job.frame)
+                out = [Outcome(r, Segmentation.from_error(err, r.command), job.frame)
+                       for r in [job.request, *job.batch]]
             finally:
                 self._busy = False
-            self._finish(out)
+            for one in (out if isinstance(out, list) else [out]):  # a batch gives several
+                self._finish(one)
 
     def _segment(self, req: Request, frame: Frame, rgb: np.ndarray, t0: float) -> Outcome:
         seg, shape = self.segmenter, rgb.shape[:2]
@@ -230,8 +306,7 @@ class InferenceWorker:
             self._image_frame = None
             result = Segmentation.from_error(err, req.command, shape)
         out = Outcome(req, result, frame, rgb, model_ms=_ms(tm))
-        if self._postprocess is not None and result.ok:
-            self._postprocess(out)
+        self.postprocess(out)
         out.total_ms = _ms(t0)
         return out
 
@@ -280,6 +355,11 @@ class InferenceWorker:
             st.last_model_ms = out.model_ms
             st.last_overhead_ms = out.total_ms - out.model_ms + _ms(t0)
             st.last_latency_ms = _ms(out.request.received)  # arrival -> published
+
+
+def _batchable(req: Request) -> bool:
+    """Plain topic commands (no feedback stream, no per-goal cancel) can share a batch."""
+    return req.source == "topic" and req.stream is None and req.cancel is None
 
 
 def _stage(req: Request, name: str) -> None:

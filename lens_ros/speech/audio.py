@@ -238,7 +238,10 @@ def to_rate(pcm16: np.ndarray, rate: int, target: int) -> np.ndarray:
     return pcm if r == target else resample(pcm, r, target)
 
 
-def pad_silence(pcm16: np.ndarray, rate: int, seconds: float) -> np.ndarray:
-    """``seconds`` of digital silence on both sides (recognisers want some around speech)."""
+def pad_silence(pcm16: np.ndarray, rate: int, seconds: float, dither: float = 2.0) -> np.ndarray:
+    """``seconds`` of near-silence on both sides: recognisers want some around speech, and
+    digital zeros (log of zero energy) upset pocketsphinx's features, so the padding is
+    seeded Gaussian noise of ``dither`` LSB RMS (-84 dBFS at 2.0)."""
     n = int(round(seconds * rate))
-    return np.concatenate([np.zeros(n, np.int16), as_pcm16(pcm16), np.zeros(n, np.int16)])
+    pad = np.round(np.random.default_rng(n).standard_normal((2, n)) * dither).astype(np.int16)
+    return np.concatenate([pad[0], as_pcm16(pcm16), pad[1]])

@@ -15,7 +15,8 @@ import numpy as np
 
 from lens_ros.speech.audio import pad_silence, to_rate
 from lens_ros.speech.types import ASRBackend, BackendUnavailableError, Transcript
-from lens_ros.speech.vocabulary import Vocabulary, build_jsgf, resolve_pronunciations
+from lens_ros.speech.vocabulary import (CommandMatcher, Vocabulary, build_jsgf,
+                                        resolve_pronunciations)
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,16 @@ def _utterance(decoder, pcm: np.ndarray) -> None:
     decoder.end_utt()
 
 
-def _alternatives(decoder, best: str, n: int, budget: int = 20) -> list[str]:
-    """Up to ``n`` distinct N-best texts other than ``best`` (looks at ``budget`` entries)."""
+def _alternatives(decoder, best: str, n: int, keep=None, budget: int = 20) -> list[str]:
+    """Up to ``n`` distinct N-best texts other than ``best`` (looks at ``budget`` entries);
+    ``keep(text) -> bool`` filters them (the grammar's N-best also lists partial paths)."""
     out: list[str] = []
     if n <= 0:
         return out
     try:
         for hyp in itertools.islice(decoder.nbest(), budget):
-            text = " ".join(hyp.hypstr.split())
-            if text and text != best and text not in out:
+            text = " ".join(hyp.hypstr.split()) if hyp is not None else ""
+            if text and text != best and text not in out and (keep is None or keep(text)):
                 out.append(text)
                 if len(out) >= n:
                     break
@@ -70,25 +72,28 @@ class GrammarBackend(ASRBackend):
     frame of recognised words (pocketsphinx log units). Speech that is in the grammar scores
     close to the phone loop (lr ~ 0); anything else falls far below. ``confidence =
     sigmoid((lr - confidence_center) / confidence_scale)``, so 0.5 sits at ``confidence_center``.
-    The defaults were set on espeak-ng speech (README_speech.md): correct commands median lr 0,
-    out-of-grammar sentences -17..-30.
+    The defaults were set on espeak-ng speech (README_speech.md, 4 voices): correct commands
+    median lr +5 (2 % below -12), out-of-grammar sentences median -24 (10 % above -12, and
+    22 % of them find no grammar path at all).
 
     Arguments:
       vocabulary (Vocabulary): the command language.
-      max_alternatives (int): N-best alternatives to report (0: none; ~10 ms each).
+      max_alternatives (int): N-best alternatives to report (0: none). Costly with a grammar:
+        building the lattice took ~0.5 s per utterance here, 3x the decoding itself.
       confidence_center, confidence_scale (float): the calibration above.
     """
 
     name = "grammar"
 
-    def __init__(self, vocabulary: Vocabulary, max_alternatives: int = 2,
-                 confidence_center: float = -16.0, confidence_scale: float = 4.0):
+    def __init__(self, vocabulary: Vocabulary, max_alternatives: int = 0,
+                 confidence_center: float = -12.0, confidence_scale: float = 3.0):
         import pocketsphinx
 
         self.vocabulary = vocabulary
         self.max_alternatives = int(max_alternatives)
         self.center, self.scale = float(confidence_center), max(float(confidence_scale), 1e-3)
         self.jsgf = build_jsgf(vocabulary)
+        self._matcher = CommandMatcher(vocabulary)
         self._phone_lm = pocketsphinx.get_model_path("en-us/en-us-phone.lm.bin")
         self._decoder = self._make_decoder({})
         self._wide = None  # built on first need
@@ -119,7 +124,7 @@ class GrammarBackend(ASRBackend):
         frames = sum(s.end_frame - s.start_frame + 1 for s in d.seg()
                      if s.word not in _NON_SPEECH and not s.word.startswith("[")
                      and s.start_frame >= 0)
-        alts = _alternatives(d, text, self.max_alternatives)
+        alts = _alternatives(d, text, self.max_alternatives, self._matcher.matches)
         return text, self._log(hyp.score), frames, alts
 
     def _log(self, p: float) -> float:
@@ -140,9 +145,10 @@ class GrammarBackend(ASRBackend):
         if not text:
             return Transcript("", 0.0, [], (time.perf_counter() - t0) * 1e3,
                               "no path through the grammar fits the audio")
-        d.activate_search("phones")
-        _utterance(d, pcm)
-        loop = d.hyp()
+        loop_decoder = self._decoder  # normal beams: the phone loop needs no retry
+        loop_decoder.activate_search("phones")
+        _utterance(loop_decoder, pcm)
+        loop = loop_decoder.hyp()
         lr = (score - self._log(loop.score)) / max(frames, 1) if loop is not None else 0.0
         conf = 1.0 / (1.0 + math.exp(-max(min((lr - self.center) / self.scale, 50.0), -50.0)))
         detail = f"lr={lr:.1f}" + (f", {detail}" if detail else "")

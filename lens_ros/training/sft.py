@@ -266,12 +266,12 @@ def config_from_args(cls, config_files: list[str], rest: list[str]):
     for name, f in names.items():
         default = values.get(name, f.default if f.default is not dataclasses.MISSING
                              else f.default_factory())
-        kind = type(default) if isinstance(default, (int, float, str)) else str
+        kind = {"int": int, "float": float}.get(str(f.type), str)
         parser.add_argument(f"--{name}", type=kind, default=default, help=f"(default {default})")
     args = parser.parse_args(rest)
     data = vars(args)
     for name, f in names.items():  # list fields given as strings on the command line
-        if isinstance(data[name], str) and not isinstance(values.get(name, ""), str):
+        if str(f.type) == "list" and isinstance(data[name], str):
             data[name] = json.loads(data[name])
     return cls(**data)
 

@@ -21,7 +21,6 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +28,9 @@ import torch.nn.functional as F
 
 from lens_ros.model.checkpoints import load_model
 from lens_ros.model.tracking import Tracker, _Features
-from lens_ros.model.tracking_weights import head_sam_config, init_tracking_head, save_tracking_head
+from lens_ros.model.tracking_weights import (encoder_fingerprint, head_sam_config,
+                                             init_tracking_head, save_tracking_head,
+                                             tracker_overrides)
 from lens_ros.synthetic import SceneConfig, make_sequence, scene_seed
 
 #: sequences for training come from here on in the train seed range (scenes use the start)
@@ -53,26 +54,36 @@ class TrackerTrainConfig:
     vanish_prob: float = 0.15  #: share of clips that switch to another scene halfway
     pool_sequences: int = 200  #: training sequences generated (and encoded) up front
     pool_frames: int = 16  #: frames per training sequence
-    width: int = 112  #: frame width (the demo model's input size)
-    height: int = 112  #: frame height
+    #: frame sizes WxH the training sequences cycle through (the demo model reads 112 px; the
+    #: demo bag is 224 px; SAM squashes every frame to its own input size)
+    sizes: str = "112x112,224x224,160x120"
+    memory_layers: int = 0  #: memory-attention layers of a new head (0: the model config's)
+    memory_ff: int = 0  #: memory-attention MLP width of a new head (0: the model config's)
     eval_sequences: int = 16  #: held-out sequences (test-split seeds) for the final figure
     eval_frames: int = 20  #: frames per held-out sequence
     seed: int = 0  #: torch / numpy seed
 
 
-def _scene_config(cfg: TrackerTrainConfig) -> SceneConfig:
-    return SceneConfig(width=cfg.width, height=cfg.height)
+def scene_configs(sizes: str) -> list[SceneConfig]:
+    """SceneConfigs of a "WxH,WxH" list."""
+    out = []
+    for item in sizes.split(","):
+        w, _, h = item.strip().partition("x")
+        out.append(SceneConfig(width=int(w), height=int(h)))
+    return out
 
 
-def make_pool(n: int, frames: int, config: SceneConfig, seeds, log=print):
-    """``n`` sequences as (rgb (T,H,W,3) uint8, masks (T,H,W) bool) pairs, one per seed."""
+def make_pool(n: int, frames: int, configs: list[SceneConfig], seeds, log=print):
+    """``n`` sequences as (rgb (T,H,W,3) uint8, masks (T,H,W) bool) pairs, one per seed, the
+    scene configs taken in turn."""
     pool, t0 = [], time.perf_counter()
     for seed in seeds:
         if len(pool) == n:
             break
         rng = np.random.default_rng(seed)
         try:
-            seq = make_sequence(rng, frames, config, level="attribute",
+            seq = make_sequence(rng, frames, configs[len(pool) % len(configs)],
+                                level="attribute",
                                 n_moving_distractors=int(rng.integers(0, 3)),
                                 speed=(0.03, 0.12))
         except ValueError:  # no valid layout for this seed: take the next one
@@ -86,24 +97,29 @@ def make_pool(n: int, frames: int, config: SceneConfig, seeds, log=print):
 class FeaturePool:
     """Frozen-encoder features of every pool frame, computed once (float16 to halve memory).
 
-    ``levels[l]`` is (N, C_l, H_l, W_l) over all frames of all sequences; ``start[i]`` is the
-    first row of sequence ``i``; ``pos`` the per-level position encodings (the same for every
-    frame); ``masks`` the (N, H, W) bool ground truth.
+    ``levels[l]`` is (HW_l, N, C) over all frames of all sequences (the layout SAM2Base
+    takes); ``start[i]`` is the first row of sequence ``i``; ``pos`` the per-level position
+    encodings (the same for every frame); ``cond`` (N, S, S) the ground truth at the SAM input
+    size as ``add_new_mask`` makes it, ``low`` (N, S/4, S/4) at the mask decoder's output size.
     """
 
-    def __init__(self, tracker: Tracker, pool, batch: int = 16) -> None:
-        frames = np.concatenate([rgb for rgb, _ in pool])
-        self.masks = np.concatenate([m for _, m in pool])
+    def __init__(self, tracker: Tracker, pool) -> None:
         self.start = np.cumsum([0] + [len(rgb) for rgb, _ in pool])[:-1]
         self.lengths = np.array([len(rgb) for rgb, _ in pool])
-        levels, pos, sizes = [], None, None
+        size = tracker.head.image_size
+        levels, cond, low = [], [], []
         with torch.no_grad():
-            for i in range(0, len(frames), batch):
-                fs = [tracker._encode(f) for f in frames[i:i + batch]]
-                pos, sizes = fs[0].pos, fs[0].sizes
-                levels.append([torch.cat([f.feats[l] for f in fs], 1) for l in range(len(sizes))])
-        self.levels = [torch.cat([lv[l] for lv in levels], 1).half() for l in range(len(sizes))]
-        self.pos, self.sizes = pos, sizes
+            for rgb, masks in pool:
+                fs = [tracker._encode(f) for f in rgb]
+                self.pos, self.sizes = fs[0].pos, fs[0].sizes
+                levels.append([torch.cat([f.feats[lv] for f in fs], 1).half()
+                               for lv in range(len(self.sizes))])
+                m = torch.from_numpy(masks).float()[:, None]
+                cond.append(F.interpolate(m, size=(size, size), mode="bilinear",
+                                          antialias=True)[:, 0] >= 0.5)
+                low.append(F.interpolate(m, size=(size // 4, size // 4), mode="area")[:, 0] > 0.5)
+        self.levels = [torch.cat([lv[i] for lv in levels], 1) for i in range(len(self.sizes))]
+        self.cond, self.low = torch.cat(cond), torch.cat(low)
 
     def __len__(self) -> int:
         return len(self.start)
@@ -163,16 +179,13 @@ def clip_loss(tracker: Tracker, pool: FeaturePool, rows: np.ndarray,
     indices, ``present`` (B, T) whether the clip's target is in the frame."""
     head = tracker.head
     feats = pool.batch(rows)
-    size = head.image_size
-    low = size // 4
-    gt_t = torch.from_numpy(pool.masks[rows] & present[:, :, None, None]).float()
-    cond = F.interpolate(gt_t[:, 0:1], size=(size, size), mode="bilinear", antialias=True)
-    cond = (cond >= 0.5).float().to(head.device)
+    r = torch.from_numpy(rows)
+    cond = pool.cond[r[:, 0]][:, None].float().to(head.device)
+    gt_low = pool.low[r] & torch.from_numpy(present)[:, :, None, None]
     bank = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     f0 = feats[0]
     out0 = head.track_step(0, True, f0.feats, f0.pos, f0.sizes, None, cond, bank, len(feats))
     bank["cond_frame_outputs"][0] = out0
-    gt_low = F.interpolate(gt_t, size=(low, low), mode="area") > 0.5
     losses = []
     for t in range(1, len(feats)):
         f = feats[t]
@@ -205,19 +218,26 @@ def evaluate(tracker: Tracker, sequences) -> float:
     return float(np.mean(scores))
 
 
-def train(model_dir: str, out_dir: str, cfg: TrackerTrainConfig, log=print) -> dict:
-    """Train a tracking head for the LENS model in ``model_dir`` and save it to ``out_dir``."""
+def train(model_dir: str, out_dir: str, cfg: TrackerTrainConfig, init: str | None = None,
+          log=print) -> dict:
+    """Train a tracking head for the LENS model in ``model_dir`` and save it to ``out_dir``;
+    ``init``: continue from the head saved there (a run in several shorter sessions)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = load_model(model_dir).requires_grad_(False)
-    sam_cfg = head_sam_config(model.lens_config.sam)
-    tracker = Tracker(model, init_tracking_head(model.sam, sam_cfg, cfg.seed))
+    if init:
+        tracker = Tracker.from_pretrained(model, init)
+        sam_cfg = head_sam_config(model.lens_config.sam, tracker_overrides(init))
+    else:
+        sizes = {"memory_attention_layers": cfg.memory_layers, "memory_attention_ff": cfg.memory_ff}
+        sam_cfg = head_sam_config(model.lens_config.sam, {k: v for k, v in sizes.items() if v})
+        tracker = Tracker(model, init_tracking_head(model.sam, sam_cfg, cfg.seed))
     head = tracker.head
-    scene = _scene_config(cfg)
-    pool = FeaturePool(tracker, make_pool(cfg.pool_sequences, cfg.pool_frames, scene, (
+    scenes = scene_configs(cfg.sizes)
+    pool = FeaturePool(tracker, make_pool(cfg.pool_sequences, cfg.pool_frames, scenes, (
         TRAIN_SEQUENCE_OFFSET + i for i in range(10 ** 6)), log))
     log(f"pool features: {sum(lv.numel() for lv in pool.levels) * 2 / 1e9:.2f} GB")
-    held_out = make_pool(cfg.eval_sequences, cfg.eval_frames, scene,
+    held_out = make_pool(cfg.eval_sequences, cfg.eval_frames, scenes,
                          (scene_seed("test", 399 - i) for i in range(400)), log)
     decoder = [p for n, p in head.named_parameters() if n.startswith(("sam_mask_decoder.",
                                                                        "sam_prompt_encoder."))]
@@ -257,7 +277,9 @@ def train(model_dir: str, out_dir: str, cfg: TrackerTrainConfig, log=print) -> d
               "held_out": f"{cfg.eval_sequences} test-split sequences x {cfg.eval_frames} "
                           "frames, started from the frame-0 ground-truth mask",
               "config": asdict(cfg)}
-    save_tracking_head(head, out_dir, sam_cfg, {"training": report}, dtype=torch.float16)
+    save_tracking_head(head, out_dir, sam_cfg, {
+        "image_encoder_fingerprint": encoder_fingerprint(model.sam.image_encoder),
+        "training": report}, dtype=torch.float16)
     return report
 
 
@@ -267,6 +289,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="LENS checkpoint directory (frozen)")
     parser.add_argument("--out", required=True, help="directory for tracker.safetensors and "
                         "tracker_config.json (usually the model directory)")
+    parser.add_argument("--init", help="continue from the tracking head in this directory")
     for f in TrackerTrainConfig.__dataclass_fields__.values():
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
                             default=f.default, help=f"TrackerTrainConfig.{f.name} "
@@ -276,8 +299,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(make_parser().parse_args(argv))
-    model, out = args.pop("model"), args.pop("out")
-    report = train(model, out, TrackerTrainConfig(**args))
+    model, out, init = args.pop("model"), args.pop("out"), args.pop("init")
+    report = train(model, out, TrackerTrainConfig(**args), init=init)
     print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
     return 0
 

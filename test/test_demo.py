@@ -1,0 +1,127 @@
+"""The demo: word-level tokenizer and demo deviations (coordinate channels, box prompt), the
+``lens-demo`` CLI, and the ``make demo`` pipeline (real lens_node + lens-bag play/record over DDS)
+on a shortened synthetic bag, scored against its ground truth."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "models" / "lens-demo"
+
+
+@pytest.fixture(scope="module")
+def demo_model_dir(tmp_path_factory):
+    """The shipped model; a random-weight demo checkpoint when it is not there (fresh branch)."""
+    if (SHIPPED / "config.json").is_file():
+        return SHIPPED
+    from lens_ros.model.presets import save_preset_checkpoint
+
+    return save_preset_checkpoint("demo", tmp_path_factory.mktemp("demo_model"), seed=0)
+
+
+def test_word_tokenizer_round_trips_answers_and_keeps_qwen_ids():
+    from lens_ros.model.presets import LOCAL_TOKEN_IDS, get_preset
+    from lens_ros.model.prompts import render_prompt
+
+    tok = get_preset("demo").make_tokenizer()
+    text = '<think>the large red cube</think><answer>{"bbox_2d": [0, 17, 56, 112]}</answer>'
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert len(ids) == 17  # one token per word, tag and coordinate
+    for key, token in (("image_token_id", "<|image_pad|>"),
+                       ("vision_start_token_id", "<|vision_start|>")):
+        assert tok.convert_tokens_to_ids(token) == LOCAL_TOKEN_IDS[key]
+    # the whole LENS prompt costs a handful of tokens; unknown words become <unk>
+    prompt = tok(render_prompt("The RED zebra", True), add_special_tokens=False)["input_ids"]
+    assert len(prompt) == 18
+    assert tok.convert_ids_to_tokens(prompt).count("<unk>") == 1
+
+
+def test_coordinate_channels_hold_each_pixels_position():
+    from lens_ros.model.coords import add_coordinate_channels
+
+    grid = torch.tensor([[1, 4, 6]])  # 56 x 84 px image, patch 14, merge 2
+    px = torch.zeros(24, 3 * 2 * 14 * 14)
+    out = add_coordinate_channels(px, grid, 14, 2, 2).reshape(24, 5, 2, 14, 14)
+    # rebuild the image from patches in the processor's (h/m, w/m, m, m) order
+    xs = torch.zeros(56, 84)
+    ys = torch.zeros(56, 84)
+    n = 0
+    for bh in range(2):
+        for bw in range(3):
+            for mh in range(2):
+                for mw in range(2):
+                    r, c = (bh * 2 + mh) * 14, (bw * 2 + mw) * 14
+                    xs[r:r + 14, c:c + 14] = out[n, 3, 0]
+                    ys[r:r + 14, c:c + 14] = out[n, 4, 1]
+                    n += 1
+    expect_x = (torch.arange(84) + 0.5) / 84 * 2 - 1
+    expect_y = (torch.arange(56) + 0.5) / 56 * 2 - 1
+    assert torch.allclose(xs, expect_x.expand(56, 84))
+    assert torch.allclose(ys, expect_y[:, None].expand(56, 84))
+
+
+def test_answer_boxes_map_to_sam_pixels_and_default_to_whole_image():
+    from lens_ros.model.coords import answer_boxes
+    from lens_ros.model.presets import get_preset
+
+    tok = get_preset("demo").make_tokenizer()
+    ids = [tok('<answer>{"bbox_2d": [14, 28, 56, 112]}</answer>')["input_ids"],
+           tok("<think>the ball</think>")["input_ids"]]
+    boxes = answer_boxes(tok, ids, [(112, 112), (112, 112)], 128)
+    assert boxes.tolist() == [[16.0, 32.0, 64.0, 128.0], [0.0, 0.0, 128.0, 128.0]]
+
+
+def test_lens_demo_prints_reasoning_and_writes_one_overlay(tmp_path, demo_model_dir, capsys):
+    from PIL import Image
+
+    from lens_ros.demo import main
+
+    img = REPO / "test" / "data" / "tabletop.png"
+    out = tmp_path / "overlay.png"
+    rc = main(["--image", str(img), "--command", "the red cube", "--model", str(demo_model_dir),
+               "--out", str(out), "--device", "cpu"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "reasoning:" in text and f"overlay:   {out}" in text
+    assert np.asarray(Image.open(out)).shape == np.asarray(Image.open(img).convert("RGB")).shape
+
+
+def test_lens_demo_reports_an_unreadable_image(tmp_path, demo_model_dir, capsys):
+    from lens_ros.demo import main
+
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    assert main(["--image", str(bad), "--command", "the cube", "--model",
+                 str(demo_model_dir)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_demo_pipeline_answers_every_command_of_a_short_bag(tmp_path, demo_model_dir):
+    bag = tmp_path / "bag"
+    subprocess.run([sys.executable, "-m", "lens_ros.synthetic", "bag", "--out", str(bag),
+                    "--split", "test", "--scenes", "2", "--expressions", "1", "--period", "1.5",
+                    "--frames-per-scene", "2"],
+                   check=True, capture_output=True, timeout=60)
+    out = tmp_path / "demo"
+    run = subprocess.run([sys.executable, "-m", "lens_ros.demo_bag", "--model",
+                          str(demo_model_dir), "--bag", str(bag), "--out", str(out),
+                          "--timeout", "120"], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["commands"] == summary["answered"] == 2
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    gt = [json.loads(line) for line in (bag / "ground_truth.jsonl").read_text().splitlines()]
+    assert [r["command"] for r in rows] == list(dict.fromkeys(g["command"] for g in gt))
+    for r in rows:
+        assert r["answered"] and r["status"] == "OK"
+        assert (out / r["overlay"]).is_file()
+        assert 0.0 <= r["mask_iou"] <= 1.0 and "answer" in r
+    assert (out / "grid.png").is_file()
+    assert "commands answered : 2/2" in run.stdout and str(out.resolve()) in run.stdout
