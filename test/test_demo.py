@@ -125,3 +125,33 @@ def test_demo_pipeline_answers_every_command_of_a_short_bag(tmp_path, demo_model
         assert 0.0 <= r["mask_iou"] <= 1.0 and "answer" in r
     assert (out / "grid.png").is_file()
     assert "commands answered : 2/2" in run.stdout and str(out.resolve()) in run.stdout
+
+
+def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path):
+    """lens-train sft -> lens-train demo-mask -> fp16 export, a few steps each on a tiny pool."""
+    from lens_ros.model import LensSegmenter
+    from lens_ros.training.cli import main as train
+    from lens_ros.training.demo_export import export
+    from lens_ros.training.demo_pool import generate_pool, save_pool
+    from lens_ros.synthetic import SceneConfig
+
+    pools = tmp_path / "pools"
+    save_pool(generate_pool(8, SceneConfig(), progress=False), pools, "normal")
+    save_pool(generate_pool(8, SceneConfig(min_objects=1, max_objects=3), 100, False), pools,
+              "easy")
+    common = ["--pool_dir", str(pools), "--eval_scenes", "2", "--eval_every_minutes", "100"]
+    assert train(["sft", "--config", str(REPO / "config/demo/sft.yaml"), "--output_dir",
+                  str(tmp_path / "sft"), "--steps", "3", "--warmup_steps", "1"] + common) == 0
+    metrics = [json.loads(x) for x in (tmp_path / "sft/metrics.jsonl").read_text().splitlines()]
+    assert metrics[0]["step"] == 0 and metrics[0]["ce"] > 0 and metrics[0]["aux"] > 0
+    assert any("eval/acc" in m for m in metrics)
+    assert train(["demo-mask", "--config", str(REPO / "config/demo/mask.yaml"), "--init",
+                  str(tmp_path / "sft/best"), "--output_dir", str(tmp_path / "mask"),
+                  "--steps", "2", "--warmup_steps", "1"] + common) == 0
+    out = export(tmp_path / "mask/best", tmp_path / "ship", {"seed": 0})
+    size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+    assert size < 30e6 and json.loads((out / "training.json").read_text()) == {"seed": 0}
+    seg = LensSegmenter.from_pretrained(out, device="cpu")
+    assert seg.config.reasoning and seg.model.lens_config.box_prompt
+    seg.set_image(np.zeros((112, 112, 3), np.uint8))
+    assert seg.segment("the red cube").mask.shape == (112, 112)

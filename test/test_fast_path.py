@@ -67,7 +67,8 @@ def test_cache_path_equals_uncached_mrope_pass(segmenter, texts):
     reference = _uncached_mrope_hidden(segmenter, seq, enc, grid, vision)
     fast = fast_query_hidden(segmenter.model, seq, cache, segmenter.tokenizer.pad_token_id,
                              deltas)
-    assert fast.shape == reference.shape == (len(texts), 64, segmenter.model.lens_config.hidden_size)
+    hidden = segmenter.model.lens_config.hidden_size
+    assert fast.shape == reference.shape == (len(texts), 64, hidden)
     torch.testing.assert_close(fast, reference, atol=2e-4, rtol=1e-3)
 
 

@@ -162,10 +162,11 @@ class Tracker:
                                    cfg.processing.sam_pixel_std)
         out = model.sam.image_encoder(pixels.to(model.device, sam_dtype(model.sam)))
         fpn = [f.float() for f in out["backbone_fpn"]]
-        # the video model's own decoder projects the high-resolution levels (SAM2Base.forward_image)
+        # the video model's own decoder projects the high-res levels (SAM2Base.forward_image)
         fpn[0] = head.sam_mask_decoder.conv_s0(fpn[0])
         fpn[1] = head.sam_mask_decoder.conv_s1(fpn[1])
-        backbone = {"backbone_fpn": fpn, "vision_pos_enc": [p.float() for p in out["vision_pos_enc"]]}
+        pos = [p.float() for p in out["vision_pos_enc"]]
+        backbone = {"backbone_fpn": fpn, "vision_pos_enc": pos}
         _, feats, pos, sizes = head._prepare_backbone_features(backbone)
         return _Features(feats, pos, sizes)
 

@@ -165,8 +165,9 @@ def find_tracking_weights(path: str | Path) -> Path:
     if not file.is_file():
         raise CheckpointError(f"no tracking weights at {str(file)!r}. Tracking needs SAM 2's "
                               "memory modules, which LENS checkpoints do not hold: convert "
-                              "sam2_hiera_large.pt with `python -m lens_ros.model.tracking_weights "
-                              "convert` (LENS-3B) or train them with lens_ros.training.tracker")
+                              "sam2_hiera_large.pt with `python -m "
+                              "lens_ros.model.tracking_weights convert` (LENS-3B) or train them "
+                              "with lens_ros.training.tracker")
     return file
 
 

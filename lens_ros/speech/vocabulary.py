@@ -70,7 +70,7 @@ class Vocabulary:
                                       f"{type(entries).__name__} {entries!r}")
             clean = []
             for entry in entries:
-                text = normalize_text(str(entry))
+                text = " ".join(str(entry).lower().split())
                 if not all(_WORD.match(w) for w in text.split()) or not text:
                     raise VocabularyError(f"{self.source}: `{f.name}` entry {entry!r} must be "
                                           "letters (and apostrophes) only, e.g. 'left of'")

@@ -8,20 +8,18 @@ Writes ``metrics.jsonl``, ``plots/``, ``last/`` and ``best/`` (by held-out end-t
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lens_ros.model.processing import prepare_sam_image
 from lens_ros.training.demo_pool import load_pool
 from lens_ros.training.demo_samples import collate, make_sample
 from lens_ros.training.losses import mask_loss
-from lens_ros.training.sft import _eval_and_save, _plot, append_jsonl, load_start, lr_at
+from lens_ros.training.sft import _eval_and_save, _plot, append_jsonl, lr_at, start_run
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +31,9 @@ class MaskStageConfig:
     output_dir: str = "runs/demo/mask"  #: run folder
     init: str = "runs/demo/sft/best"  #: checkpoint of the supervised stage
     preset: str = "demo"  #: unused when ``init`` is set
+    #: optional checkpoint whose LENS head + SAM weights replace ``init``'s (continue a mask
+    #: stage trained on an earlier language model); "" = keep ``init``'s
+    head_from: str = ""
     pool_dir: str = "data/demo_pool"  #: pools folder
     pool: str = "normal"  #: pool to draw scenes from
     box_jitter: float = 2.0  #: std of the Gaussian noise (pixels) on the teacher box corners
@@ -61,16 +62,25 @@ def head_parameters(model) -> list:
     return out
 
 
+def load_head(model, directory: str) -> None:
+    """Copy every non-language-model weight (queries, connector, conv, projection, SAM) from
+    checkpoint ``directory`` into ``model``."""
+    from lens_ros.model.checkpoints import load_model
+
+    other = load_model(directory, torch.device("cpu"), torch.float32)
+    head = {k: v for k, v in other.state_dict().items()
+            if not k.startswith(("model.", "lm_head"))}
+    missing = model.load_state_dict(head, strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(f"{directory}: unexpected head keys {missing.unexpected_keys[:5]}")
+
+
 def run_mask_stage(cfg: MaskStageConfig) -> Path:
     """Train the head; returns the best checkpoint directory."""
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "mask_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    model, processor, inference = load_start(cfg.init, cfg.preset)
+    rng, out, model, processor, inference = start_run(cfg, "mask")
     lc = model.lens_config
+    if cfg.head_from:
+        load_head(model, cfg.head_from)
     pool = load_pool(cfg.pool_dir, cfg.pool)
     params = head_parameters(model)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

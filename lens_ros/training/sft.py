@@ -129,16 +129,23 @@ def append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def run_sft(cfg: SFTConfig) -> Path:
-    """Train; returns the best checkpoint directory."""
+def start_run(cfg, name: str):
+    """Threads, seeds, run folder with ``<name>_config.json``, starting model.
+
+    Returns (numpy Generator, output Path, model, processor, InferenceConfig)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    metrics = out / "metrics.jsonl"
+    (out / f"{name}_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     model, processor, inference = load_start(cfg.init, cfg.preset)
+    return np.random.default_rng(cfg.seed), out, model, processor, inference
+
+
+def run_sft(cfg: SFTConfig) -> Path:
+    """Train; returns the best checkpoint directory."""
+    rng, out, model, processor, inference = start_run(cfg, "sft")
+    metrics = out / "metrics.jsonl"
     tok = processor.tokenizer
     pools = {"normal": load_pool(cfg.pool_dir, cfg.normal_pool),
              "easy": load_pool(cfg.pool_dir, cfg.easy_pool)}

@@ -61,7 +61,7 @@ class TrackerTrainConfig:
     memory_ff: int = 0  #: memory-attention MLP width of a new head (0: the model config's)
     eval_sequences: int = 16  #: held-out sequences (test-split seeds) for the final figure
     eval_frames: int = 20  #: frames per held-out sequence
-    seed: int = 0  #: torch / numpy seed
+    seed: int = 0  #: torch / numpy seed; picks the training sequences (new one per --init)
 
 
 def scene_configs(sizes: str) -> list[SceneConfig]:
@@ -229,13 +229,15 @@ def train(model_dir: str, out_dir: str, cfg: TrackerTrainConfig, init: str | Non
         tracker = Tracker.from_pretrained(model, init)
         sam_cfg = head_sam_config(model.lens_config.sam, tracker_overrides(init))
     else:
-        sizes = {"memory_attention_layers": cfg.memory_layers, "memory_attention_ff": cfg.memory_ff}
+        sizes = {"memory_attention_layers": cfg.memory_layers,
+                 "memory_attention_ff": cfg.memory_ff}
         sam_cfg = head_sam_config(model.lens_config.sam, {k: v for k, v in sizes.items() if v})
         tracker = Tracker(model, init_tracking_head(model.sam, sam_cfg, cfg.seed))
     head = tracker.head
     scenes = scene_configs(cfg.sizes)
-    pool = FeaturePool(tracker, make_pool(cfg.pool_sequences, cfg.pool_frames, scenes, (
-        TRAIN_SEQUENCE_OFFSET + i for i in range(10 ** 6)), log))
+    first = TRAIN_SEQUENCE_OFFSET + cfg.seed * 100_000  # a continued run draws new sequences
+    pool = FeaturePool(tracker, make_pool(cfg.pool_sequences, cfg.pool_frames, scenes,
+                                          range(first, first + 100_000), log))
     log(f"pool features: {sum(lv.numel() for lv in pool.levels) * 2 / 1e9:.2f} GB")
     held_out = make_pool(cfg.eval_sequences, cfg.eval_frames, scenes,
                          (scene_seed("test", 399 - i) for i in range(400)), log)

@@ -1,0 +1,387 @@
+"""``speech_node``: spoken commands to the ``command`` topic, with an embedded offline recogniser.
+
+An adapter around :class:`lens_ros.speech.recognizer.SpeechRecognizer`: AudioChunk messages
+(and/or a ``sounddevice`` microphone) -> mono int16 -> utterances -> recogniser -> decision.
+
+Topics (relative, remappable): in ``audio`` (lens_ros/AudioChunk, reliable); out ``command``
+(std_msgs/String, only accepted utterances), ``speech/transcript`` (lens_ros/Transcript, every
+utterance and every bad chunk, accepted or not), ``/diagnostics``.
+
+Lifecycle (auto-configures and activates with ``autostart``): configure = read parameters,
+build the grammar and load the backend (a failure leaves the node unconfigured and
+configurable); activate = publishers, the recognition worker, the ``audio`` subscription and the
+microphone; deactivate = stop them (pending utterances are dropped and reported); cleanup = free
+the backend. Callbacks only segment audio (cheap); one worker thread runs the recogniser, fed by
+a bounded queue whose overflow is reported as ``dropped``.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import fields
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header, String
+
+from lens_ros.msg import AudioChunk, Transcript
+from lens_ros.ros.audio_io import chunk_to_pcm, stamp_seconds
+from lens_ros.speech.recognizer import BACKENDS, SpeechConfig, SpeechRecognizer, SpeechResult
+from lens_ros.speech.segmenter import VADConfig
+from lens_ros.speech.types import SpeechError
+
+RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                      depth=10)
+AUDIO_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                       depth=100)  # ~10 s of 100 ms chunks: a busy executor loses nothing
+BAD_AUDIO_REPORT_S = 2.0  #: a repeated bad-chunk error is re-published at most this often
+
+_CFG, _VAD = SpeechConfig(), VADConfig()
+#: (name, default, description, (low, high) or choices) of every parameter
+PARAMETERS = (
+    ("backend", _CFG.backend, "Recogniser: grammar (pocketsphinx + JSGF built from "
+     "vocabulary_file), dictation (pocketsphinx English LM) or whisper (model_dir).", BACKENDS),
+    ("vocabulary_file", _CFG.vocabulary_file, "Vocabulary YAML of the command language ('' = "
+     "config/speech_vocabulary.yaml).", None),
+    ("model_dir", _CFG.model_dir, "Local Whisper model directory (backend whisper).", None),
+    ("confidence_threshold", _CFG.confidence_threshold, "Utterances below this confidence are "
+     "reported, not forwarded.", (0.0, 1.0)),
+    ("accept_out_of_grammar", _CFG.accept_out_of_grammar, "Forward text outside the "
+     "vocabulary's language (free-text backends).", None),
+    ("sample_rate", _CFG.sample_rate, "Recogniser rate, Hz; other input rates are resampled.",
+     (8000, 48000)),
+    ("max_alternatives", _CFG.max_alternatives, "N-best alternatives per transcript (costly "
+     "with the grammar backend).", (0, 10)),
+    ("vad.threshold_db", _VAD.threshold_db, "Speech is this many dB above the noise floor.",
+     (0.0, 60.0)),
+    ("vad.min_level_db", _VAD.min_level_db, "Absolute speech gate, dBFS.", (-100.0, 0.0)),
+    ("vad.onset_s", _VAD.onset_s, "Consecutive speech that opens an utterance, s.", (0.01, 1.0)),
+    ("vad.hangover_s", _VAD.hangover_s, "Non-speech that closes an utterance, s.", (0.05, 5.0)),
+    ("vad.pre_roll_s", _VAD.pre_roll_s, "Audio kept from before the onset, s.", (0.0, 2.0)),
+    ("vad.min_utterance_s", _VAD.min_utterance_s, "Shorter speech is reported too_short.",
+     (0.01, 10.0)),
+    ("vad.max_utterance_s", _VAD.max_utterance_s, "Longer sound is cut and reported too_long.",
+     (0.5, 60.0)),
+    ("vad.floor_rise_s", _VAD.floor_rise_s, "Time constant of the noise floor rising, s.",
+     (0.1, 600.0)),
+    ("microphone_device", "", "sounddevice input device (name or index); '' = no microphone, "
+     "listen to the audio topic only. Needs `pip install sounddevice` + libportaudio2.", None),
+    ("microphone_rate", 16000, "Microphone sample rate, Hz.", (8000, 48000)),
+    ("microphone_block_s", 0.1, "Microphone block length, s.", (0.01, 1.0)),
+    ("queue_size", 4, "Utterances waiting for the recogniser; overflow is reported dropped.",
+     (1, 100)),
+    ("autostart", True, "Configure and activate at start.", None),
+    ("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", (0.1, 60.0)),
+)
+
+
+def declare_speech_parameters(node) -> None:
+    """Declare ``PARAMETERS`` with descriptors (description, range or choices)."""
+    for name, default, text, limits in PARAMETERS:
+        desc = ParameterDescriptor(description=text)
+        if isinstance(limits, tuple) and isinstance(limits[0], str):
+            desc.additional_constraints = f"one of {list(limits)}"
+        elif limits is not None and isinstance(default, float):
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(limits[0]), to_value=float(limits[1]), step=0.0)]
+        elif limits is not None:
+            desc.integer_range = [IntegerRange(from_value=int(limits[0]),
+                                               to_value=int(limits[1]), step=1)]
+        node.declare_parameter(name, default, desc)
+
+
+def read_speech_config(node) -> SpeechConfig:
+    """The pipeline parameters as a SpeechConfig (ValueError on a bad value)."""
+    get = lambda name: node.get_parameter(name).value  # noqa: E731
+    vad = VADConfig(**{f.name: float(get(f"vad.{f.name}")) for f in fields(VADConfig)})
+    return SpeechConfig(**{f.name: get(f.name) for f in fields(SpeechConfig) if f.name != "vad"},
+                        vad=vad)
+
+
+class SpeechNode(LifecycleNode):
+    """Lifecycle node turning speech into commands (see the module docstring)."""
+
+    def __init__(self, node_name: str = "speech_node", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        declare_speech_parameters(self)
+        self._recognizer: SpeechRecognizer | None = None
+        self._config_error = ""
+        self._pubs: dict = {}
+        self._sub = None
+        self._mic = None
+        self._queue: queue.Queue | None = None
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()  # segmenter: audio callback vs. microphone thread
+        self._frame_id = ""
+        self._bad_audio = ("", 0.0)  # last reported error and when
+        self.counts: Counter = Counter()
+        self.last: SpeechResult | None = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.get_parameter("diagnostics_period").value, self._diagnose)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Read parameters, build the grammar, load the backend; FAILURE keeps it configurable."""
+        t0 = time.perf_counter()
+        try:
+            config = read_speech_config(self)
+            self._recognizer = SpeechRecognizer(config)
+        except (SpeechError, ValueError, TypeError) as err:
+            self._config_error = f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"configure failed: {self._config_error}")
+            self._diagnose()
+            return TransitionCallbackReturn.FAILURE
+        self._config_error = ""
+        self.get_logger().info(f"backend {config.backend} ready in "
+                               f"{time.perf_counter() - t0:.2f} s")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        """Publishers, worker, audio subscription, microphone (in that order)."""
+        self._pubs = {"command": self.create_publisher(String, "command", RELIABLE),
+                      "transcript": self.create_publisher(Transcript, "speech/transcript",
+                                                          RELIABLE)}
+        self._queue = queue.Queue(maxsize=int(self.get_parameter("queue_size").value))
+        self._worker = threading.Thread(target=self._work, args=(self._queue,), daemon=True)
+        self._worker.start()
+        self._sub = self.create_subscription(AudioChunk, "audio", self._on_audio, AUDIO_QOS)
+        device = str(self.get_parameter("microphone_device").value)
+        if device:
+            try:
+                self._mic = self._open_microphone(device)
+            except (ImportError, OSError, ValueError, RuntimeError) as err:
+                self.get_logger().error(f"microphone {device!r} not opened: {err}; listening "
+                                        "to the audio topic only")
+                self._config_error = f"microphone: {err}"
+        self.get_logger().info("listening on 'audio'" + (f" and microphone {device!r}"
+                                                         if self._mic else ""))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._release_interfaces()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release_backend()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Release everything, whatever the state."""
+        self._release_interfaces()
+        self._release_backend()
+
+    # -- input ----------------------------------------------------------------------------------
+    def _on_audio(self, msg: AudioChunk) -> None:
+        """Decode and segment one chunk; finished utterances go to the worker."""
+        self.counts["chunks"] += 1
+        try:
+            pcm, rate, clipped = chunk_to_pcm(msg)
+        except SpeechError as err:
+            self._report_bad_audio(str(err), msg.header)
+            return
+        self._frame_id = msg.header.frame_id
+        stamp = stamp_seconds(msg.header.stamp) or self.get_clock().now().nanoseconds * 1e-9
+        self.counts["clipped_float_samples"] += clipped
+        self._segment(pcm, rate, stamp)
+
+    def _segment(self, pcm, rate: int, stamp: float) -> None:
+        rec, q = self._recognizer, self._queue
+        if rec is None or q is None:
+            return
+        with self._lock:
+            try:
+                utts = rec.segment(pcm, rate, stamp)
+            except SpeechError as err:
+                self._report_bad_audio(str(err), Header(frame_id=self._frame_id))
+                return
+            self.counts["seconds"] += len(pcm) / rate
+            starts = [rec.start_time(u) for u in utts]
+        for utt, start in zip(utts, starts):
+            try:
+                q.put_nowait((utt, start))
+            except queue.Full:
+                res = SpeechResult(reason=f"dropped: {q.qsize()} utterances already wait for "
+                                   "the recogniser (raise queue_size or use a faster backend)",
+                                   backend=rec.backend.name, duration_s=utt.duration_s,
+                                   start_time=start)
+                self._publish(res)
+
+    def _open_microphone(self, device: str):
+        """Start a sounddevice input stream feeding the segmenter (its own thread)."""
+        import sounddevice  # optional: pip install sounddevice (needs libportaudio2)
+
+        rate = int(self.get_parameter("microphone_rate").value)
+        block = int(rate * float(self.get_parameter("microphone_block_s").value))
+
+        def callback(indata, frames, _time, status):
+            if status:
+                self.counts["microphone_overflows"] += 1
+            self._segment(indata[:, 0].copy(), rate, self.get_clock().now().nanoseconds * 1e-9)
+
+        stream = sounddevice.InputStream(device=int(device) if device.isdigit() else device,
+                                         channels=1, samplerate=rate, dtype="int16",
+                                         blocksize=block, callback=callback)
+        stream.start()
+        return stream
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _work(self, q: queue.Queue) -> None:
+        """Recognise queued utterances until a None arrives."""
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            utt, start = item
+            rec = self._recognizer
+            if rec is None:
+                continue
+            res = rec.decide(utt)
+            res.start_time = start
+            self._publish(res)
+
+    # -- output ---------------------------------------------------------------------------------
+    def _publish(self, res: SpeechResult, header: Header | None = None) -> None:
+        pubs = self._pubs
+        self.last = res
+        self.counts["utterances" if res.code != "bad_audio" else "bad_audio"] += 1
+        self.counts[f"reason_{res.code or 'accepted'}"] += 1
+        if header is None:
+            header = Header(frame_id=self._frame_id)
+            t = res.start_time if res.start_time is not None else \
+                self.get_clock().now().nanoseconds * 1e-9
+            header.stamp = Time(sec=int(t), nanosec=int((t - int(t)) * 1e9) % 10**9)
+        msg = Transcript(header=header, text=res.text, confidence=float(res.confidence),
+                         alternatives=list(res.alternatives), accepted=bool(res.accepted),
+                         reason=res.reason, backend=res.backend,
+                         duration_s=float(res.duration_s), decode_ms=float(res.decode_ms))
+        if not pubs:
+            return
+        if res.accepted:
+            pubs["command"].publish(String(data=res.text))
+            self.counts["accepted"] += 1
+            self.get_logger().info(f"command: {res.text!r} ({res.confidence:.2f})")
+        else:
+            self.get_logger().info(f"not forwarded: {res.text!r} ({res.reason})",
+                                   throttle_duration_sec=1.0)
+        pubs["transcript"].publish(msg)
+
+    def _report_bad_audio(self, error: str, header: Header) -> None:
+        """A transcript with reason bad_audio, at most every BAD_AUDIO_REPORT_S per error."""
+        self.counts["bad_chunks"] += 1
+        last, when = self._bad_audio
+        now = time.monotonic()
+        if error == last and now - when < BAD_AUDIO_REPORT_S:
+            return
+        self._bad_audio = (error, now)
+        self.get_logger().warning(f"bad audio chunk: {error}")
+        rec = self._recognizer
+        self._publish(SpeechResult(reason=f"bad_audio: {error}",
+                                   backend=rec.backend.name if rec else ""), header)
+
+    def _diagnose(self) -> None:
+        rec, q = self._recognizer, self._queue
+        values = {"state": self._state_label(), **{k: v for k, v in self.counts.items()}}
+        if rec is not None:
+            seg = rec.segmenter
+            values.update(backend=rec.backend.name, in_speech=seg.in_speech,
+                          level_db=f"{seg.level_db:.1f}",
+                          floor_db=f"{seg.floor_db:.1f}" if seg.floor_db is not None else "",
+                          queue_length=q.qsize() if q else 0)
+        if self.last is not None:
+            values.update(last_text=self.last.text, last_reason=self.last.reason,
+                          last_decode_ms=f"{self.last.decode_ms:.1f}")
+        if self._config_error:
+            level, message = DiagnosticStatus.ERROR, self._config_error
+        elif values["state"] != "active":
+            level, message = DiagnosticStatus.WARN, f"node is {values['state']}"
+        elif self.last is not None and self.last.code in ("bad_audio", "dropped", "clipped",
+                                                          "recognizer_error"):
+            level, message = DiagnosticStatus.WARN, self.last.reason
+        else:
+            level, message = DiagnosticStatus.OK, "listening"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: speech",
+                                  message=message[:500], hardware_id=self._frame_id,
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        try:
+            self._diag_pub.publish(DiagnosticArray(header=Header(
+                stamp=self.get_clock().now().to_msg()), status=[status]))
+        except Exception:  # context already shut down at exit
+            pass
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _release_interfaces(self) -> None:
+        mic, self._mic = self._mic, None
+        if mic is not None:
+            mic.stop()
+            mic.close()
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        q, worker = self._queue, self._worker
+        self._queue = self._worker = None
+        if q is not None:
+            while not q.empty():
+                _utt, start = q.get_nowait()
+                self._publish(SpeechResult(reason="dropped: node deactivated",
+                                           start_time=start))
+            q.put(None)
+        if worker is not None:
+            worker.join(timeout=10.0)
+        pubs, self._pubs = self._pubs, {}
+        for pub in pubs.values():
+            self.destroy_publisher(pub)
+
+    def _release_backend(self) -> None:
+        rec, self._recognizer = self._recognizer, None
+        if rec is not None:
+            rec.backend.close()
+
+    def _state_label(self) -> str:
+        try:
+            return self._state_machine.current_state[1]
+        except AttributeError:
+            return "unknown"
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``speech_node``."""
+    rclpy.init(args=args)
+    try:
+        node = SpeechNode()
+    except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+        print(f"speech_node: {err}; fix the parameter (config/speech.yaml documents each one)",
+              file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
