@@ -172,8 +172,8 @@ def test_extended_vocabulary_is_recognised(tmp_path):
 
 def test_ten_minute_stream_through_the_recogniser(recognizer):
     """10 minutes of generated audio in 100 ms chunks: a quiet pink-noise bed (-60 dBFS), a
-    fixture command every 30 s and 45 s of loud white noise. Every command comes out once, the noise is
-    reported (too_long / rejected), and the segmenter's buffer stays bounded."""
+    fixture command every 30 s and 45 s of loud white noise. Every command comes out once, the
+    noise is reported (too_long / rejected), and the segmenter's buffer stays bounded."""
     rows = manifest("command")[::3]
     r = SpeechRecognizer(SpeechConfig(), backend=recognizer.backend)
     rng = np.random.default_rng(9)
@@ -222,6 +222,58 @@ def test_whisper_without_a_model_directory_is_a_clear_error(tmp_path):
     (tmp_path / "junk.txt").write_text("x")
     with pytest.raises(BackendUnavailableError, match="holds no Whisper model"):
         make_backend(SpeechConfig(backend="whisper", model_dir=str(tmp_path)))
+
+
+def save_tiny_whisper(out: Path) -> Path:
+    """A random-weight Whisper (1 layer, d_model 16) with a byte-level tokenizer, saved in the
+    Hugging Face layout (safetensors): exercises the real transformers code path offline."""
+    import torch
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor,
+                              WhisperTokenizer)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+    tok = WhisperTokenizer(vocab=vocab, merges=[])
+    specials = ["<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
+                "<|notimestamps|>"]
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ["<|endoftext|>"] + specials}
+    eot, sot = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+    cfg = WhisperConfig(vocab_size=len(tok), num_mel_bins=80, encoder_layers=1,
+                        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                        d_model=16, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                        max_target_positions=32,  # small on purpose: the backend must fit it
+                        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot,
+                        bos_token_id=eot)
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(cfg)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
+        lang_to_id={"<|en|>": ids["<|en|>"]}, is_multilingual=True,
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        no_timestamps_token_id=ids["<|notimestamps|>"], max_length=32)
+    model.save_pretrained(out, safe_serialization=True)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tok).save_pretrained(out)
+    return out
+
+
+def test_whisper_backend_loads_a_local_transformers_model(tmp_path):
+    """Plumbing with a random tiny Whisper: loads offline from safetensors, decodes, and its
+    (meaningless) text is judged like any other backend's, never forwarded unchecked."""
+    model_dir = save_tiny_whisper(tmp_path / "tiny_whisper")
+    config = SpeechConfig(backend="whisper", model_dir=str(model_dir))
+    backend = make_backend(config)
+    row = manifest("command")[0]
+    out = backend.transcribe(clip(row), RATE)
+    assert isinstance(out.text, str) and 0.0 <= out.confidence <= 1.0 and out.ms > 0
+    results = SpeechRecognizer(config, backend=backend).transcribe_clip(clip(row), RATE)
+    assert len(results) == 1 and results[0].backend == "whisper"
+    assert not results[0].accepted and results[0].code in ("no_match", "low_confidence",
+                                                            "out_of_grammar")
+    (model_dir / "model.safetensors").rename(model_dir / "weights.bin")  # pickles are refused
+    with pytest.raises(BackendUnavailableError, match="holds no Whisper model"):
+        make_backend(config)
 
 
 @pytest.mark.skipif(not os.environ.get("LENS_WHISPER_MODEL_DIR"),

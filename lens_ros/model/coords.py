@@ -56,10 +56,24 @@ def coordinate_hook(module, args, kwargs):
     return args, {**kwargs, "hidden_states": pixels}
 
 
-def box_corner_prompt(prompt_encoder, boxes: torch.Tensor) -> torch.Tensor:
-    """SAM 2 box-corner tokens: (B, 4) xyxy in SAM input pixels -> (B, 2, C)."""
-    sparse, _ = prompt_encoder(points=None, boxes=boxes, masks=None)
-    return sparse
+def box_corner_prompt(prompt_encoder, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM 2 prompts from answer boxes: the two box-corner tokens, and the box rectangle as
+    SAM's dense mask prompt (logit +4 inside, -4 outside, at the mask-input resolution) so that
+    the decoder refines a spatial prior instead of learning to read corners from scratch.
+
+    Arguments:
+      boxes (torch.Tensor): (B, 4) xyxy in SAM input pixels.
+    Returns:
+      (sparse (B, 2, C), dense (B, C, h, w)) for the mask decoder.
+    """
+    side = prompt_encoder.mask_input_size[0]
+    scale = side / prompt_encoder.input_image_size[0]
+    c = (torch.arange(side, device=boxes.device, dtype=boxes.dtype) + 0.5) / scale
+    x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
+    inside_x = (c[None] >= x1) & (c[None] < x2)
+    inside_y = (c[None] >= y1) & (c[None] < y2)
+    rect = (inside_y[:, :, None] & inside_x[:, None, :]).to(boxes.dtype) * 8.0 - 4.0
+    return prompt_encoder(points=None, boxes=boxes, masks=rect[:, None])
 
 
 def answer_boxes(tokenizer, completion_ids, llm_hw: list[tuple[int, int]],

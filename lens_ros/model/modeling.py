@@ -308,8 +308,8 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
             if boxes is None:  # no parsed box: the whole image
                 s = float(self.lens_config.sam.image_size)
                 boxes = prompt.new_tensor([[0.0, 0.0, s, s]]).expand(b, -1)
-            prompt = torch.cat([prompt.to(dtype),
-                                box_corner_prompt(pe, boxes.to(dtype)).to(dtype)], dim=1)
+            corners, dense = box_corner_prompt(pe, boxes.to(dtype))
+            prompt = torch.cat([prompt.to(dtype), corners.to(dtype)], dim=1)
         masks, iou, _, obj = dec.predict_masks(
             image_embeddings=features.image_embed, image_pe=dense_image_pe(pe),
             sparse_prompt_embeddings=prompt.to(dtype),

@@ -60,7 +60,7 @@ def _wants_array(cls) -> bool:
 
 def publish_pcm(pcm16: np.ndarray, rate: int, topic: str = "audio", chunk_s: float = 0.1,
                 realtime: bool = True, wait_s: float = 5.0, frame_id: str = "lens_say") -> int:
-    """Publish PCM as AudioChunk messages (reliable, depth 100) from a temporary node.
+    """Publish PCM as AudioChunk messages (reliable, depth 500) from a temporary node.
 
     Waits up to ``wait_s`` for a subscriber first, paces chunks at real time when ``realtime``,
     then waits until the messages are acknowledged. Returns the number of chunks sent.
@@ -76,7 +76,7 @@ def publish_pcm(pcm16: np.ndarray, rate: int, topic: str = "audio", chunk_s: flo
     try:
         node = rclpy.create_node("lens_say")
         qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                         history=HistoryPolicy.KEEP_LAST, depth=100)
+                         history=HistoryPolicy.KEEP_LAST, depth=500)
         pub = node.create_publisher(AudioChunk, topic, qos)
         end = time.monotonic() + wait_s
         while pub.get_subscription_count() == 0 and time.monotonic() < end:

@@ -25,9 +25,9 @@ from dataclasses import fields
 
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -41,8 +41,9 @@ from lens_ros.speech.types import SpeechError
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                       depth=10)
+# ~50 s of 100 ms chunks: a burst (a bag replayed fast) or a busy executor loses nothing
 AUDIO_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                       depth=100)  # ~10 s of 100 ms chunks: a busy executor loses nothing
+                       depth=500)
 BAD_AUDIO_REPORT_S = 2.0  #: a repeated bad-chunk error is re-published at most this often
 
 _CFG, _VAD = SpeechConfig(), VADConfig()
@@ -115,6 +116,7 @@ class SpeechNode(LifecycleNode):
         declare_speech_parameters(self)
         self._recognizer: SpeechRecognizer | None = None
         self._config_error = ""
+        self._mic_error = ""
         self._pubs: dict = {}
         self._sub = None
         self._mic = None
@@ -159,9 +161,10 @@ class SpeechNode(LifecycleNode):
             try:
                 self._mic = self._open_microphone(device)
             except (ImportError, OSError, ValueError, RuntimeError) as err:
-                self.get_logger().error(f"microphone {device!r} not opened: {err}; listening "
-                                        "to the audio topic only")
-                self._config_error = f"microphone: {err}"
+                self._mic_error = (f"microphone {device!r} not opened: {type(err).__name__}: "
+                                   f"{err} (pip install sounddevice; apt-get install "
+                                   "libportaudio2); listening to the audio topic only")
+                self.get_logger().error(self._mic_error)
         self.get_logger().info("listening on 'audio'" + (f" and microphone {device!r}"
                                                          if self._mic else ""))
         return super().on_activate(state)
@@ -307,14 +310,17 @@ class SpeechNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, self._config_error
         elif values["state"] != "active":
             level, message = DiagnosticStatus.WARN, f"node is {values['state']}"
+        elif self._mic_error:
+            level, message = DiagnosticStatus.WARN, self._mic_error
         elif self.last is not None and self.last.code in ("bad_audio", "dropped", "clipped",
                                                           "recognizer_error"):
             level, message = DiagnosticStatus.WARN, self.last.reason
         else:
             level, message = DiagnosticStatus.OK, "listening"
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: speech",
-                                  message=message[:500], hardware_id=self._frame_id,
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        status = DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: speech", message=message[:500],
+            hardware_id=self._frame_id,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         try:
             self._diag_pub.publish(DiagnosticArray(header=Header(
                 stamp=self.get_clock().now().to_msg()), status=[status]))
@@ -323,7 +329,7 @@ class SpeechNode(LifecycleNode):
 
     # -- helpers --------------------------------------------------------------------------------
     def _release_interfaces(self) -> None:
-        mic, self._mic = self._mic, None
+        mic, self._mic, self._mic_error = self._mic, None, ""
         if mic is not None:
             mic.stop()
             mic.close()

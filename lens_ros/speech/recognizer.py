@@ -7,17 +7,14 @@ not, with a ``reason`` that starts with a code (``REASONS``) and explains itself
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
 from lens_ros.speech.audio import StreamResampler, as_pcm16, check_rate
-from lens_ros.speech.segmenter import UtteranceSegmenter, Utterance, VADConfig
+from lens_ros.speech.segmenter import Utterance, UtteranceSegmenter, VADConfig
 from lens_ros.speech.types import ASRBackend, SpeechError, Transcript
 from lens_ros.speech.vocabulary import CommandMatcher, load_vocabulary
-
-log = logging.getLogger(__name__)
 
 BACKENDS = ("grammar", "dictation", "whisper")
 #: reason codes (first word of ``SpeechResult.reason``); "" when accepted

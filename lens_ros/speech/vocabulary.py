@@ -83,7 +83,8 @@ class Vocabulary:
             if not _WORD.match(str(word)) or not phones or \
                     not all(_PHONE.match(p) for p in str(phones).split()):
                 raise VocabularyError(f"{self.source}: pronunciation {word!r}: {phones!r} must be "
-                                      "a lower-case word and CMU phones, e.g. 'selfie: S EH L F IY'")
+                                      "a lower-case word and CMU phones, e.g. "
+                                      "'selfie: S EH L F IY'")
         if not (self.objects and self.determiners) and not self.phrases:
             raise VocabularyError(f"{self.source}: the vocabulary defines no command: give "
                                   "`objects` (with `determiners`) or `phrases`")
@@ -166,7 +167,8 @@ def grammar_rules(v: Vocabulary) -> dict[str, str]:
                 (["colored like <analogy>"] if "analogy" in rules else [])
         targets.append("<np>" + (f" [{_alt(tails)}]" if tails else ""))
     if "affordance" in rules:
-        targets.append("something " + ("[<colour>] " if "colour" in rules else "") + "<affordance>")
+        colour = "[<colour>] " if "colour" in rules else ""
+        targets.append(f"something {colour}<affordance>")
     if targets:
         rules["target"] = _alt(targets)
     head = ["[<verb>] <target>" if "verb" in rules else "<target>"] if targets else []

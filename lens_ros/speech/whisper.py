@@ -84,6 +84,8 @@ class WhisperBackend(ASRBackend):
             raise BackendUnavailableError(f"cannot load the Whisper model in {model_dir}: "
                                           f"{err}") from err
         self._torch = torch
+        # a command is short; leave room for the 4 start tokens within the decoder's context
+        self._max_new_tokens = max(1, min(64, self._model.config.max_target_positions - 8))
 
     def transcribe(self, pcm16: np.ndarray, rate: int) -> Transcript:
         t0 = time.perf_counter()
@@ -107,7 +109,7 @@ class WhisperBackend(ASRBackend):
             out = self._model.generate(feats.input_features.to(self.device),
                                        language=self.language, task="transcribe",
                                        return_dict_in_generate=True, output_scores=True,
-                                       max_new_tokens=64)
+                                       max_new_tokens=self._max_new_tokens)
             scores = self._model.compute_transition_scores(out.sequences, out.scores,
                                                            normalize_logits=True)
         text = self._processor.batch_decode(out.sequences, skip_special_tokens=True)[0]
