@@ -23,18 +23,17 @@ import time
 from collections import Counter
 from dataclasses import fields
 
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header, String
 
 from lens_ros.msg import AudioChunk, Transcript
 from lens_ros.ros.audio_io import chunk_to_pcm, stamp_seconds
+from lens_ros.ros.node_main import run_lifecycle_node
 from lens_ros.speech.recognizer import BACKENDS, SpeechConfig, SpeechRecognizer, SpeechResult
 from lens_ros.speech.segmenter import VADConfig
 from lens_ros.speech.types import SpeechError
@@ -45,6 +44,8 @@ RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPol
 AUDIO_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                        depth=500)
 BAD_AUDIO_REPORT_S = 2.0  #: a repeated bad-chunk error is re-published at most this often
+#: parameters applied at once; every other one takes effect at the next configure/activate
+RUNTIME = ("confidence_threshold", "accept_out_of_grammar")
 
 _CFG, _VAD = SpeechConfig(), VADConfig()
 #: (name, default, description, (low, high) or choices) of every parameter
@@ -128,6 +129,7 @@ class SpeechNode(LifecycleNode):
         self.counts: Counter = Counter()
         self.last: SpeechResult | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self.get_parameter("diagnostics_period").value, self._diagnose)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -185,6 +187,18 @@ class SpeechNode(LifecycleNode):
         """Release everything, whatever the state."""
         self._release_interfaces()
         self._release_backend()
+
+    def _on_set_parameters(self, changes) -> SetParametersResult:
+        """RUNTIME parameters go to the live recogniser; the rest wait for configure."""
+        rec = self._recognizer
+        for change in changes:
+            if rec is not None and change.name in RUNTIME:
+                value = change.value
+                setattr(rec.config, change.name,
+                        float(value) if change.name == "confidence_threshold" else bool(value))
+            elif rec is not None:
+                self.get_logger().info(f"{change.name} takes effect at the next configure")
+        return SetParametersResult(successful=True)
 
     # -- input ----------------------------------------------------------------------------------
     def _on_audio(self, msg: AudioChunk) -> None:
@@ -364,29 +378,7 @@ class SpeechNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``speech_node``."""
-    rclpy.init(args=args)
-    try:
-        node = SpeechNode()
-    except (InvalidParameterTypeException, InvalidParameterValueException) as err:
-        print(f"speech_node: {err}; fix the parameter (config/speech.yaml documents each one)",
-              file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-                node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_lifecycle_node(SpeechNode, "speech_node", "config/speech.yaml", 3, args)
 
 
 if __name__ == "__main__":

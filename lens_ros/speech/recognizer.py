@@ -70,6 +70,18 @@ class SpeechConfig:
             raise ValueError(f"unknown speech settings {unknown}; known: {sorted(known)}")
         return cls(**d)
 
+    @classmethod
+    def from_yaml(cls, path: str, node: str = "speech_node") -> "SpeechConfig":
+        """The pipeline settings of a ROS parameter file (``config/speech.yaml``), ignoring the
+        node-only ones (microphone, queue, autostart, diagnostics): for offline tools."""
+        import yaml
+
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        params = (data.get(node) or {}).get("ros__parameters") or {}
+        known = {f.name for f in fields(cls)}
+        return cls.from_dict({k: v for k, v in params.items() if k in known})
+
     def to_dict(self) -> dict:
         """Nested dict (the shape of ``config/speech.yaml``)."""
         return asdict(self)
