@@ -36,7 +36,7 @@ step "stage 0: supervised warm-up (format, reasoning, grounding)"
     --seed "$SEED" "${SFT_ARGS[@]}"
 
 step "stage 1: mask head + SAM on the frozen LM"
-"$PY/lens-train" demo-mask --config config/demo/mask.yaml --init "$RUN/sft/best" \
+"$PY/lens-train" demo-mask --config config/demo/mask.yaml --init "$RUN/sft/last" \
     --output_dir "$RUN/mask" --pool_dir "$POOLS" --seed "$SEED" "${MASK_ARGS[@]}"
 
 step "held-out test split before GRPO"

@@ -4,6 +4,7 @@ Examples::
 
     lens-bag run data/scene_bag -o out --model runs/demo --command "the red mug"
     lens-bag run data/scene_bag -o out --model runs/demo --command-topic /command
+    lens-bag run data/spoken_bag -o out --model runs/demo --audio-topic /audio
     lens-bag play data/scene_bag --rate 0.5 --remap /camera/image:=/lens/image
     lens-bag record /lens/result /lens/debug_image -o results_bag
 
@@ -30,6 +31,15 @@ def _add_run(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--command", help="fixed command applied to the selected frames")
     src.add_argument("--command-topic", help="std_msgs/String topic of the bag with the commands")
+    src.add_argument("--audio-topic", help="lens_ros/AudioChunk topic of the bag with spoken "
+                     "commands: recognised offline as speech_node does; each accepted one applies "
+                     "from the frame nearest the end of its speech (OUT/transcripts.jsonl)")
+    p.add_argument("--speech-config", default="", help="speech_node parameter file for "
+                   "--audio-topic (backend, vocabulary, VAD; default: config/speech.yaml's values)")
+    p.add_argument("--transcript-topic", default="/lens/speech/transcript", help="with "
+                   "--audio-topic: output lens_ros/Transcript topic, one per utterance ('' = none)")
+    p.add_argument("--spoken-command-topic", default="/lens/command", help="with --audio-topic: "
+                   "output std_msgs/String topic of the accepted spoken commands ('' = none)")
     p.add_argument("--image-topic", help="Image or CompressedImage topic (default: the only "
                    "one whose name does not contain 'depth')")
     p.add_argument("--every-n-frames", type=int, default=1, help="run on every N-th frame "
@@ -98,7 +108,10 @@ def _run(args) -> int:
     from lens_ros.evaluation.cli import load_segmenter
 
     cfg = RunConfig(image_topic=args.image_topic, command_topic=args.command_topic,
-                    command=args.command, every_n_frames=args.every_n_frames,
+                    command=args.command, audio_topic=args.audio_topic,
+                    speech_config=args.speech_config, transcript_topic=args.transcript_topic,
+                    spoken_command_topic=args.spoken_command_topic,
+                    every_n_frames=args.every_n_frames,
                     every_seconds=args.every_seconds, reasoning=args.reasoning,
                     result_topic=args.result_topic, mask_topic=args.mask_topic,
                     debug_topic=args.debug_topic, storage=args.storage,

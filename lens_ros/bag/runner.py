@@ -2,7 +2,8 @@
 
 For every frame of the image topic (``sensor_msgs/Image`` in any supported encoding, or
 ``sensor_msgs/CompressedImage``) the runner takes the current command (from a ``std_msgs/String``
-topic of the bag, or a fixed ``--command``), calls :class:`~lens_ros.model.LensSegmenter`
+topic of the bag, a fixed ``--command``, or spoken commands recognised in an ``AudioChunk`` topic
+of the bag, see :mod:`lens_ros.bag.speech_commands`), calls :class:`~lens_ros.model.LensSegmenter`
 directly, and writes:
 
   OUT/bag/          the input topics plus ``result`` (LensResult), ``mask`` (mono8) and
@@ -11,6 +12,8 @@ directly, and writes:
   OUT/frames.csv    the same, one row per frame (stamp, command, status, box, score, latency)
   OUT/overlays.png  a strip of overlays across the bag (OUT/overlays.mp4 with ``video``)
   OUT/summary.json  counts per status, latency, frames per second
+  OUT/transcripts.jsonl  with an audio topic: one record per utterance, accepted or not (the
+                    output bag then also has ``speech/transcript`` and the spoken ``command``)
 
 Records are flushed as the run goes; a re-run with the same settings reuses every recorded frame
 (no model call) and computes the rest, then rewrites the bag (rosbag2 files cannot be appended).
@@ -21,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +35,8 @@ from tqdm import tqdm
 from lens_ros.bag.io import (COMPRESSED_IMAGE, IMAGE, LENS_RESULT, STRING, BagError, InputBag,
                              OutputBag, message_types, storage_of)
 from lens_ros.bag.reports import VideoSink, record_to_segmentation, write_csv, write_strip
+from lens_ros.bag.speech_commands import (TRANSCRIPT, AudioCommandReader, assign_to_frames,
+                                          load_recognizer, transcript_message)
 from lens_ros.core import BadImageError, LensError, Segmentation, Status
 from lens_ros.evaluation.evaluator import read_records
 from lens_ros.evaluation.masks import encode_rle
@@ -50,6 +56,10 @@ class RunConfig:
     image_topic: str | None = None  #: Image/CompressedImage topic; None = the only non-depth one
     command_topic: str | None = None  #: std_msgs/String topic of the bag giving the command
     command: str | None = None  #: fixed command for every selected frame (instead of a topic)
+    audio_topic: str | None = None  #: AudioChunk topic of the bag with spoken commands
+    speech_config: str = ""  #: speech_node parameter file for audio_topic; "" = its defaults
+    transcript_topic: str = "/lens/speech/transcript"  #: output Transcript topic ("" = none)
+    spoken_command_topic: str = "/lens/command"  #: output String of spoken commands ("" = none)
     every_n_frames: int = 1  #: run on every N-th frame (others are recorded as SKIPPED)
     every_seconds: float = 0.0  #: if > 0: run when this much bag time passed since the last run
     reasoning: bool | None = None  #: think before answering; None = the checkpoint's default
@@ -62,9 +72,15 @@ class RunConfig:
     max_frames: int | None = None  #: stop after this many image frames (quick looks)
 
     def __post_init__(self):
-        if (self.command_topic is None) == (self.command is None):
+        if sum(x is not None for x in (self.command_topic, self.command, self.audio_topic)) != 1:
             raise ValueError("give exactly one command source: command_topic (a std_msgs/String "
-                             "topic in the bag) or command (a fixed text)")
+                             "topic in the bag), command (a fixed text) or audio_topic (an "
+                             "AudioChunk topic in the bag with spoken commands)")
+        if self.speech_config and self.audio_topic is None:
+            raise ValueError(f"speech_config={self.speech_config!r} needs audio_topic")
+        if self.speech_config and not Path(self.speech_config).is_file():
+            raise ValueError(f"speech_config {self.speech_config!r} is not a file; give a "
+                             "speech_node parameter file like config/speech.yaml")
         if self.every_n_frames < 1:
             raise ValueError(f"every_n_frames={self.every_n_frames}; use 1 or more")
         if self.every_seconds < 0:
@@ -73,7 +89,8 @@ class RunConfig:
     def fingerprint(self) -> dict:
         """The fields that decide what each frame's record is."""
         keys = ("image_topic", "command_topic", "command", "every_n_frames", "every_seconds",
-                "reasoning", "max_frames")
+                "reasoning", "max_frames") + (("audio_topic", "speech_config")
+                                              if self.audio_topic is not None else ())
         return {k: v for k, v in asdict(self).items() if k in keys}
 
 
@@ -184,6 +201,9 @@ class BagRunner:
             n_frames = bag.topics[image_topic][1]
             if cfg.max_frames is not None:
                 n_frames = min(n_frames, cfg.max_frames)
+            spoken, spoken_at = self._listen(bag, image_topic, n_frames, out) \
+                if cfg.audio_topic else ([], {})
+            pending = deque(sorted(spoken, key=lambda s: s.stamp_ns))
             strip_at = set(np.linspace(0, n_frames - 1, min(cfg.strip_frames, n_frames))
                            .round().astype(int).tolist()) if n_frames else set()
             strip, video = {}, VideoSink(out / "overlays.mp4") if cfg.video else None
@@ -198,9 +218,11 @@ class BagRunner:
                 obag.add_topic(cfg.mask_topic, IMAGE)
                 if cfg.debug_topic:
                     obag.add_topic(cfg.debug_topic, IMAGE)
+                self._add_speech_topics(obag)
                 for conn, t_ns, raw in bag.messages():
                     if conn.topic == image_topic and index >= n_frames:
                         break
+                    self._write_spoken(obag, pending, t_ns)
                     obag.write_raw(conn.topic, t_ns, raw)
                     if conn.topic == cfg.command_topic:
                         try:
@@ -210,6 +232,8 @@ class BagRunner:
                         continue
                     if conn.topic != image_topic:
                         continue
+                    if index in spoken_at:
+                        command = spoken_at[index].command
                     rec, seg, header, rgb = self._frame(bag, conn, t_ns, raw, index, command,
                                                         select, done.get(index))
                     if index not in done:
@@ -223,12 +247,66 @@ class BagRunner:
                         video.add(drawn)
                     index += 1
                     bar.update(1)
+                self._write_spoken(obag, pending, None)
             bar.close()
         final = out / "bag"
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         return self._finish(out, bag_path, records, strip, video, time.perf_counter() - t_start,
-                            reused=sum(1 for r in records if r["frame"] in done))
+                            reused=sum(1 for r in records if r["frame"] in done),
+                            extra=self._speech_summary(out, spoken) if cfg.audio_topic else {})
+
+    def _listen(self, bag, image_topic, n_frames, out):
+        """Recognise the audio topic (one pass with the frame times); returns the transcript
+        records and frame index -> command taking effect there; writes OUT/transcripts.jsonl."""
+        cfg = self.cfg
+        for flag, topic in (("--transcript-topic", cfg.transcript_topic),
+                            ("--spoken-command-topic", cfg.spoken_command_topic)):
+            if topic and topic in bag.topics:
+                raise BagError(f"{topic} is already a topic of {bag.path}; choose another output "
+                               f"topic with {flag} (or '' for none)")
+        reader = AudioCommandReader(bag, cfg.audio_topic, load_recognizer(cfg.speech_config))
+        frame_times = []
+        for conn, t_ns, raw in bag.messages([cfg.audio_topic, image_topic]):
+            if conn.topic != image_topic:
+                reader.add(conn, t_ns, raw)
+            elif len(frame_times) < n_frames:
+                frame_times.append(t_ns)
+        spoken = reader.finish()
+        spoken_at = assign_to_frames(spoken, frame_times)
+        with open(out / "transcripts.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(s.record) + "\n" for s in spoken)
+        for s in spoken:
+            log.info("utterance at %.2f s: %r %s", s.stamp_ns * 1e-9, s.record["text"],
+                     f"-> frame {s.record['frame']}" if s.command else s.record["reason"])
+        return spoken, spoken_at
+
+    def _add_speech_topics(self, obag) -> None:
+        """Declare the transcript and spoken-command output topics (with an audio topic)."""
+        if self.cfg.audio_topic and self.cfg.transcript_topic:
+            obag.add_topic(self.cfg.transcript_topic, TRANSCRIPT)
+        if self.cfg.audio_topic and self.cfg.spoken_command_topic:
+            obag.add_topic(self.cfg.spoken_command_topic, STRING)
+
+    def _write_spoken(self, obag, pending: deque, until_ns: int | None) -> None:
+        """Write the transcripts (and accepted commands) due by ``until_ns`` (None = all)."""
+        cfg, types = self.cfg, obag.typestore.types
+        while pending and (until_ns is None or pending[0].stamp_ns <= until_ns):
+            s = pending.popleft()
+            if cfg.transcript_topic:
+                obag.write(cfg.transcript_topic, s.stamp_ns,
+                           transcript_message(s.record, self.types, types[TRANSCRIPT]))
+            if cfg.spoken_command_topic and s.command is not None:
+                obag.write(cfg.spoken_command_topic, s.stamp_ns, types[STRING](data=s.command))
+
+    @staticmethod
+    def _speech_summary(out, spoken) -> dict:
+        """summary.json fields of an audio-topic run."""
+        return {"utterances": sum(1 for s in spoken if "chunks" not in s.record),
+                "bad_audio_chunks": sum(s.record.get("chunks", 0) for s in spoken),
+                "spoken_commands": sum(1 for s in spoken if s.command is not None),
+                "applied_commands": sum(1 for s in spoken if s.record["frame"] is not None),
+                "transcripts": str(out / "transcripts.jsonl")}
 
     def _frame(self, bag, conn, t_ns, raw, index, command, select, old):
         """(record, segmentation or None, header, rgb or None) of one image message."""
@@ -273,7 +351,7 @@ class BagRunner:
             obag.write(self.cfg.debug_topic, t_ns, rgb_to_image(drawn, header, self.types))
         return drawn
 
-    def _finish(self, out, bag_path, records, strip, video, wall_s, reused) -> dict:
+    def _finish(self, out, bag_path, records, strip, video, wall_s, reused, extra) -> dict:
         write_csv(records, out / "frames.csv")
         if strip:
             write_strip([strip[k] for k in sorted(strip)], out / "overlays.png")
@@ -293,7 +371,7 @@ class BagRunner:
                          "max": float(lat.max())} if lat.size else None,
             "report_csv": str(out / "frames.csv"), "report_jsonl": str(out / "frames.jsonl"),
             "overlays": str(out / "overlays.png") if strip else None,
-            "video": str(out / "overlays.mp4") if video_ok else None,
+            "video": str(out / "overlays.mp4") if video_ok else None, **extra,
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         return summary
