@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import stop_process
+from ros_probe import ProbeNode, latest_diagnostic
 
 NODE = "lens_node"
 
@@ -86,19 +87,16 @@ def _param_text(value) -> str:
     return str(value)
 
 
-class NodeClient:
+class NodeClient(ProbeNode):
     """A probe node (own context) wired to every interface of one lens_node."""
 
     def __init__(self, name: str = "lens_test_client", ns: str = "",
                  camera_qos: bool = False) -> None:
         """``camera_qos``: publish frames best effort (keep last 1), as a camera driver does."""
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from lifecycle_msgs.srv import ChangeState, GetState
         from rcl_interfaces.srv import SetParameters
         from rclpy.action import ActionClient
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
@@ -106,11 +104,7 @@ class NodeClient:
         from lens_ros.action import Segment
         from lens_ros.msg import LensResult
 
-        self.ctx = rclpy.context.Context()
-        rclpy.init(context=self.ctx)
-        self.node = Node(name, context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
+        super().__init__(name)
         reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
                               history=HistoryPolicy.KEEP_LAST, depth=50)
         prefix = f"{ns}/" if ns else ""
@@ -151,26 +145,8 @@ class NodeClient:
                 qos_profile_sensor_data)
 
     def close(self) -> None:
-        import rclpy
-
         self.action.destroy()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-
-    # -- spinning -------------------------------------------------------------------------------
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def spin_until(self, condition, timeout: float = 20.0) -> bool:
-        end = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > end:
-                return False
-            self.executor.spin_once(timeout_sec=0.02)
-        return True
+        super().close()
 
     def wait_future(self, future, timeout: float = 20.0):
         assert self.spin_until(future.done, timeout), "no answer from lens_node in time"
@@ -241,12 +217,7 @@ class NodeClient:
 
     def latest_diagnostic(self) -> dict:
         """The key/values of the newest lens_node diagnostic status."""
-        for _, arr in reversed(self.diagnostics):
-            for st in arr.status:
-                if st.name.startswith(NODE):
-                    return {"level": st.level[0] if isinstance(st.level, bytes) else st.level,
-                            "message": st.message, **{kv.key: kv.value for kv in st.values}}
-        return {}
+        return latest_diagnostic((arr for _, arr in self.diagnostics), NODE)
 
     # -- action -------------------------------------------------------------------------------
     def send_goal(self, command: str, image=None, reasoning: int = 0):

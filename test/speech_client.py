@@ -3,12 +3,12 @@ messages and records ``command`` and ``speech/transcript``, and the fixture clip
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
 
 from lens_ros.speech.audio import read_wav
+from ros_probe import ProbeNode, latest_diagnostic
 
 FIXTURES = Path(__file__).parent / "data" / "speech"
 RATE = 16000
@@ -37,24 +37,17 @@ def stream_commands(recognizer, pcm: np.ndarray, chunk_s: float = 0.1) -> list[s
     return [r.text for r in results if r.accepted]
 
 
-class SpeechProbe:
+class SpeechProbe(ProbeNode):
     """A probe node (own context): publishes audio, records commands and transcripts."""
 
     def __init__(self, name: str = "speech_probe") -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from std_msgs.msg import String
 
         from lens_ros.msg import AudioChunk, Transcript
 
-        self.ctx = rclpy.context.Context()
-        rclpy.init(context=self.ctx)
-        self.node = Node(name, context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
+        super().__init__(name)
         qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST, depth=500)
         self.audio_pub = self.node.create_publisher(AudioChunk, "audio", qos)
@@ -67,21 +60,6 @@ class SpeechProbe:
                                       self.diagnostics.append, qos)
         self.AudioChunk = AudioChunk
         self.sent = 0
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-
-    def spin_until(self, condition, timeout: float = 20.0) -> bool:
-        end = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > end:
-                return False
-            self.executor.spin_once(timeout_sec=0.02)
-        return True
 
     def wait_listener(self, timeout: float = 30.0) -> None:
         assert self.spin_until(lambda: self.audio_pub.get_subscription_count() > 0, timeout), \
@@ -109,10 +87,4 @@ class SpeechProbe:
         assert self.audio_pub.wait_for_all_acked(Duration(seconds=30)), "audio not acknowledged"
 
     def latest_diagnostic(self, prefix: str = "speech_node") -> dict:
-        for arr in reversed(self.diagnostics):
-            for st in arr.status:
-                if st.name.startswith(prefix):
-                    level = st.level[0] if isinstance(st.level, bytes) else st.level
-                    return {"level": level, "message": st.message,
-                            **{kv.key: kv.value for kv in st.values}}
-        return {}
+        return latest_diagnostic(self.diagnostics, prefix)

@@ -5,7 +5,6 @@ plumbing (statuses, headers, sizes, counts), never the content of masks or text.
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest

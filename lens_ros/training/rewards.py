@@ -12,7 +12,7 @@ its chain-of-thought runs add ``think_format_reward``.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
