@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from lens_ros.model.checkpoints import load_model
 from lens_ros.model.tracking import Tracker, _Features
 from lens_ros.model.tracking_weights import (encoder_fingerprint, head_sam_config,
-                                             init_tracking_head, save_tracking_head,
-                                             tracker_overrides)
+                                             init_tracking_head, load_tracking_head,
+                                             save_tracking_head)
 from lens_ros.synthetic import SceneConfig, make_sequence, scene_seed
 
 #: sequences for training come from here on in the train seed range (scenes use the start)
@@ -221,13 +221,14 @@ def evaluate(tracker: Tracker, sequences) -> float:
 def train(model_dir: str, out_dir: str, cfg: TrackerTrainConfig, init: str | None = None,
           log=print) -> dict:
     """Train a tracking head for the LENS model in ``model_dir`` and save it to ``out_dir``;
-    ``init``: continue from the head saved there (a run in several shorter sessions)."""
+    ``init``: continue from the head saved there (a run in several shorter sessions, or a
+    head adapted to an updated image encoder)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = load_model(model_dir).requires_grad_(False)
-    if init:
-        tracker = Tracker.from_pretrained(model, init)
-        sam_cfg = head_sam_config(model.lens_config.sam, tracker_overrides(init))
+    if init:  # no encoder check: adapting a head to an updated encoder is what this is for
+        head, sam_cfg = load_tracking_head(init, model.lens_config.sam, model.device)
+        tracker = Tracker(model, head)
     else:
         sizes = {"memory_attention_layers": cfg.memory_layers,
                  "memory_attention_ff": cfg.memory_ff}
