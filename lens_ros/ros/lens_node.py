@@ -21,13 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -38,13 +35,24 @@ from lens_ros.msg import LensResult
 from lens_ros.ros import diagnostics
 from lens_ros.ros.action_server import MAX_GOALS, SegmentActionServer
 from lens_ros.ros.depth_sync import DepthSync
-from lens_ros.ros.image_conversion import (ImageConversionError, image_to_rgb, rclpy_types,
-                                           rgb_to_image)
-from lens_ros.ros.parameters import (SPECS, NodeParams, check_change, declare_parameters,
-                                     inference_overrides, read_parameters)
-from lens_ros.ros.result_conversion import segmentation_to_result
+from lens_ros.ros.image_conversion import (
+    ImageConversionError,
+    image_to_rgb,
+    rclpy_types,
+    rgb_to_image,
+)
 from lens_ros.ros.modes import MODE_POLICIES
+from lens_ros.ros.node_main import run_lifecycle_node
+from lens_ros.ros.parameters import (
+    SPECS,
+    NodeParams,
+    check_change,
+    declare_parameters,
+    inference_overrides,
+    read_parameters,
+)
 from lens_ros.ros.requests import ERROR_STATUSES, Outcome, Request
+from lens_ros.ros.result_conversion import segmentation_to_result
 from lens_ros.ros.track_mode import tracking_weights_problem
 from lens_ros.ros.worker import InferenceWorker
 from lens_ros.visualize import overlay
@@ -373,32 +381,9 @@ def _gpu_mb(device: str) -> float | None:
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``lens_node``: spin the node with a multi-threaded executor."""
-    rclpy.init(args=args)
-    try:
-        node = LensNode()
-    except (InvalidParameterTypeException, InvalidParameterValueException) as err:
-        # a params file or -p override of the wrong type/range: say which, do not dump a trace
-        print(f"lens_node: {err}; fix the parameter (config/lens.yaml documents each one)",
-              file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
     # Goals waiting for the model each hold a thread; images, commands, services and the
     # diagnostics timer need their own.
-    executor = MultiThreadedExecutor(num_threads=MAX_GOALS + 4)
-    executor.add_node(node)
-    try:
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-                node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_lifecycle_node(LensNode, "lens_node", "config/lens.yaml", MAX_GOALS + 4, args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """The ``main()`` shared by our lifecycle nodes: init, build, autostart, spin, clean exit.
 
 A node class given here needs an ``autostart`` parameter and a ``close()`` that releases
-everything whatever the state (``speech_node`` uses it; ``lens_node.main`` has the same body and
-can switch to it).
+everything whatever the state (``lens_node`` and ``speech_node`` use it).
 """
 from __future__ import annotations
 
