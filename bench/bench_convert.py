@@ -2,22 +2,11 @@
 
 Prints the median of 50 runs after a warm-up, next to the target and the naive baselines.
 """
-import statistics
-import time
 
 import numpy as np
 
 from lens_ros.ros.image_conversion import image_to_rgb, mask_to_image, numpy_to_image, rgb_to_image
-
-
-def median_ms(fn, runs=50):
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+from timing import median_ms
 
 
 def main():
@@ -31,7 +20,7 @@ def main():
     bgr_np = median_ms(lambda: image_to_rgb(bgr_msg))
     mask_msg = median_ms(lambda: mask_to_image(mask))
     from sensor_msgs.msg import Image
-    naive = median_ms(lambda: setattr(Image(), "data", rgb.tobytes()), runs=10)
+    naive = median_ms(lambda: setattr(Image(), "data", rgb.tobytes()), repeats=10)
     print("1280x720 frame, median of 50 runs (target <= 2 ms each way):")
     print(f"  numpy rgb8 -> Image : {to_msg:6.2f} ms")
     print(f"  Image rgb8 -> numpy : {to_np:6.2f} ms (zero-copy view)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from lens_ros.model.presets import build_lens, tiny_config
 from lens_ros.model.processing import build_processor, prepare_llm_image, prepare_sam_image
 from lens_ros.model.segmenter import LensSegmenter
 from lens_ros.model.tokenizer import build_bpe_tokenizer
+from timing import median_ms  # bench/timing.py (scripts run with bench/ on sys.path)
 
 IMAGE = Path(__file__).resolve().parents[1] / "test" / "data" / "tabletop.png"
 COMMANDS = ["the red mug", "the blue box in front", "the yellow ball", "the laptop on the right"]
@@ -52,16 +52,6 @@ def mid_config() -> LensConfig:
 CONFIGS = {"tiny": tiny_config, "mid": mid_config}
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def bench_config(name: str, args: argparse.Namespace, rgb: np.ndarray) -> None:
     torch.manual_seed(args.seed)
     cfg = CONFIGS[name]()
@@ -86,8 +76,8 @@ def bench_config(name: str, args: argparse.Namespace, rgb: np.ndarray) -> None:
                                                      cfg.processing.sam_pixel_mean,
                                                      cfg.processing.sam_pixel_std))
 
-        prep_ms = _median_ms(llm_prep, args.repeats)
-        sam_ms = _median_ms(sam_encoder, args.repeats)
+        prep_ms = median_ms(llm_prep, args.repeats)
+        sam_ms = median_ms(sam_encoder, args.repeats)
     seg.set_image(rgb)
     r = seg.segment(COMMANDS[0])
     gen_ms = statistics.median(seg.segment(COMMANDS[0]).timings.generate_ms
@@ -106,8 +96,8 @@ def bench_config(name: str, args: argparse.Namespace, rgb: np.ndarray) -> None:
         seg.set_image(rgb)
         seg.segment(COMMANDS[0])
 
-    first_ms = _median_ms(first_command, args.repeats)
-    second_ms = _median_ms(lambda: seg.segment(COMMANDS[0]), args.repeats)
+    first_ms = median_ms(first_command, args.repeats)
+    second_ms = median_ms(lambda: seg.segment(COMMANDS[0]), args.repeats)
     print(f"first command on a new image          {first_ms:8.1f} ms (set_image + segment)")
     print(f"second command, cached features       {second_ms:8.1f} ms"
           f"   -> {first_ms / second_ms:.2f}x faster, saves {first_ms - second_ms:.1f} ms"
@@ -115,8 +105,8 @@ def bench_config(name: str, args: argparse.Namespace, rgb: np.ndarray) -> None:
 
     k = args.batch_k
     commands = (COMMANDS * k)[:k]
-    batch_ms = _median_ms(lambda: seg.segment_batch(commands), args.repeats)
-    separate_ms = _median_ms(lambda: [seg.segment(c) for c in commands], args.repeats)
+    batch_ms = median_ms(lambda: seg.segment_batch(commands), args.repeats)
+    separate_ms = median_ms(lambda: [seg.segment(c) for c in commands], args.repeats)
     print(f"batch of {k} commands (one generate)    {batch_ms:8.1f} ms")
     print(f"{k} separate segment() calls            {separate_ms:8.1f} ms"
           f"   -> batch/separate = {batch_ms / separate_ms:.2f}")

@@ -17,7 +17,6 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import mid_config  # noqa: E402  (one definition of the mid-size config)
+from timing import median_ms  # noqa: E402
 
 from lens_ros.model.config import InferenceConfig, LensConfig  # noqa: E402
 from lens_ros.model.presets import build_lens, tiny_config  # noqa: E402
@@ -50,16 +50,6 @@ def scaled_config() -> LensConfig:
 
 
 CONFIGS = {"tiny": tiny_config, "mid": mid_config, "scaled": scaled_config}
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def random_segmenter(name: str, args) -> LensSegmenter:
@@ -91,7 +81,7 @@ def bench(name: str, seg: LensSegmenter, tracker: Tracker, seq, args) -> None:
         return out
 
     r = lens_call()
-    lens_ms = _median_ms(lens_call, args.repeats)
+    lens_ms = median_ms(lens_call, args.repeats)
     tracker.start(frames[0], seq.masks[0], source=r)
     for f in frames[1:]:  # fill the memory bank (num_maskmem memories, 15 pointers)
         tracker.track(f)
@@ -101,7 +91,7 @@ def bench(name: str, seg: LensSegmenter, tracker: Tracker, seq, args) -> None:
         out = tracker.track(frames[next(it) % len(frames)])
         stages.append(out.timings)
 
-    track_ms = _median_ms(track, args.repeats)
+    track_ms = median_ms(track, args.repeats)
     enc = statistics.median(t.encode_ms for t in stages)
     rest = statistics.median(t.mask_ms for t in stages)
     ratio = track_ms / lens_ms
