@@ -15,8 +15,8 @@ export AMENT_PREFIX_PATH="$ROOT/.venv" CMAKE_PREFIX_PATH="$ROOT/.venv"
 /tmp/colcon-venv/bin/colcon build --cmake-args -DPython3_EXECUTABLE="$ROOT/.venv/bin/python" -DBUILD_TESTING=OFF
 SITE=$(echo "$WS"/install/lens_ros/lib/python3*/site-packages)
 ls "$SITE/lens_ros" | head -50
-# Import the colcon-installed package (generated messages + our sources in one directory).
-cd / && PYTHONPATH="$SITE" "$ROOT/.venv/bin/python" -S -c 'import site; site.main()' 2>/dev/null || true
+# Import the colcon-installed package (generated messages + our sources in one directory;
+# the venv supplies rclpy, torch, ...).
 cd / && PYTHONPATH="$SITE" LD_LIBRARY_PATH="$WS/install/lens_ros/lib" "$ROOT/.venv/bin/python" -c '
 import lens_ros, lens_ros.core
 from lens_ros.msg import LensResult

@@ -62,3 +62,7 @@ printf '{"seed": %s, "minutes": %s, "source": "%s", "recipe": "scripts/train_dem
     "$SEED" "$(( ($(date +%s) - start) / 60 ))" "$best" > "$RUN/ship_notes.json"
 "$PY/python" -m lens_ros.training.demo_export "$best" "$SHIP" --notes "$RUN/ship_notes.json"
 step "done: $SHIP (table: $RUN/table.md)"
+if [ -f "$SHIP/tracker.safetensors" ]; then
+    echo "note: $SHIP/tracker.safetensors was trained with the previous SAM image encoder;" \
+         "retrain it for track mode: python -m lens_ros.training.tracker (see README)"
+fi

@@ -12,7 +12,8 @@ from pathlib import Path
 
 
 def export(src: str | Path, dst: str | Path, notes: dict | None = None) -> Path:
-    """Load ``src`` (fp32), write ``dst`` with fp16 weights; ``notes`` go to ``training.json``."""
+    """Load ``src`` (fp32), write ``dst`` with fp16 weights; ``notes`` go to ``training.json``.
+    Files already in ``dst`` that the export does not write are kept."""
     import torch
 
     from lens_ros.model.checkpoints import load_checkpoint
@@ -27,6 +28,11 @@ def export(src: str | Path, dst: str | Path, notes: dict | None = None) -> Path:
     if notes:
         (tmp / "training.json").write_text(json.dumps(notes, indent=2) + "\n")
     if dst.exists():
+        # keep files other stages put there (e.g. the tracking head: tracker.safetensors +
+        # tracker_config.json, which records the SAM image encoder it was trained with)
+        for extra in dst.iterdir():
+            if extra.is_file() and not (tmp / extra.name).exists():
+                shutil.copy2(extra, tmp / extra.name)
         shutil.rmtree(dst)
     tmp.rename(dst)
     return dst

@@ -19,7 +19,8 @@ from lens_ros.model.processing import prepare_sam_image
 from lens_ros.training.demo_pool import load_pool
 from lens_ros.training.demo_samples import collate, make_sample
 from lens_ros.training.losses import mask_loss
-from lens_ros.training.sft import _eval_and_save, _plot, append_jsonl, lr_at, start_run
+from lens_ros.training.sft import (_eval_and_save, _plot, append_jsonl, optimizer_step,
+                                   start_run)
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,7 @@ def run_mask_stage(cfg: MaskStageConfig) -> Path:
         loss = mask_loss(list(pred.low_res_logits), [torch.from_numpy(s.mask) for s in samples])
         opt.zero_grad(set_to_none=True)
         loss.total.backward()
-        lr = lr_at(step, minutes, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
-        opt.step()
+        lr, gn = optimizer_step(opt, params, step, minutes, cfg)
         if step % cfg.log_every == 0:
             rec = {"step": step, "loss": float(loss.total.detach()), "mask_loss": float(
                 loss.total.detach()), "mask_bce": float(loss.bce.detach()),

@@ -129,6 +129,16 @@ def append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def optimizer_step(opt, params, step: int, minutes: float, cfg) -> tuple[float, float]:
+    """Set the scheduled lr, clip gradients, step; returns (lr, gradient norm before clipping)."""
+    lr = lr_at(step, minutes, cfg)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+    opt.step()
+    return lr, gn
+
+
 def start_run(cfg, name: str):
     """Threads, seeds, run folder with ``<name>_config.json``, starting model.
 
@@ -187,11 +197,7 @@ def run_sft(cfg: SFTConfig) -> Path:
             loss = loss + cfg.aux_weight * aux_loss
         loss.backward()
         loss_sum = {"ce": float(ce.detach()), "aux": float(aux_loss.detach())}
-        lr = lr_at(step, minutes, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
-        opt.step()
+        lr, gn = optimizer_step(opt, params, step, minutes, cfg)
         if step % cfg.log_every == 0:
             rec = {"step": step, "loss": loss_sum["ce"] + cfg.aux_weight * loss_sum["aux"],
                    "ce": loss_sum["ce"], "aux": loss_sum["aux"], "learning_rate": lr,
