@@ -2,10 +2,11 @@
 # Reproduce the shipped demo model from scratch (the body of `make train-demo`):
 #   scene pools -> lens-train sft -> lens-train demo-mask -> lens-eval (before GRPO)
 #   -> lens-train grpo -> lens-eval (after GRPO) -> the better model, fp16, to models/lens-demo.
-# One CPU thread per stage (the 2-core budget), about 100 minutes; progress bars/logs on stdout,
-# metrics.jsonl and plots/ in each stage's run folder.
+# One CPU thread per stage (the 2-core budget), about 100 minutes (SFT 60, mask 25, GRPO ~5);
+# progress bars/logs on stdout, metrics.jsonl and plots/ in each stage's run folder.
 #   bash scripts/train_demo.sh            (SEED=0 RUN=runs/demo SHIP=models/lens-demo by default)
-#   SFT_MINUTES=3 MASK_MINUTES=2 GRPO_STEPS=4 EVAL_REFS=40 bash scripts/train_demo.sh   (a smoke run)
+#   SFT_MINUTES=2 MASK_MINUTES=1 GRPO_STEPS=3 EVAL_REFS=20 RUN=/tmp/r SHIP=/tmp/s \
+#       bash scripts/train_demo.sh                      (a 4-minute smoke run of every stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV:-.venv}/bin
