@@ -6,6 +6,7 @@ output of the node, drives its lifecycle and parameters, and calls its ``segment
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -85,6 +86,22 @@ def _param_text(value) -> str:
     if isinstance(value, str):
         return value if value else "''"
     return str(value)
+
+
+@contextlib.contextmanager
+def running_node(work: Path, params: dict, client_name: str, wait_active: bool = True,
+                 **process_kwargs):
+    """Start lens_node and a NodeClient; on exit close both and check the node exited with 0."""
+    proc = LensNodeProcess(work, params, **process_kwargs)
+    client = NodeClient(client_name)
+    try:
+        if wait_active:
+            client.wait_active()
+        yield proc, client
+    finally:
+        client.close()
+        rc = proc.stop()
+        assert rc == 0, f"lens_node exited with {rc}:\n{proc.output()[-3000:]}"
 
 
 class NodeClient(ProbeNode):

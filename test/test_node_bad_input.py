@@ -13,7 +13,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 
 from lens_ros.msg import LensResult as R
-from node_client import LensNodeProcess, NodeClient, make_image, raw_image
+from node_client import make_image, raw_image, running_node
 
 pytestmark = pytest.mark.ros
 
@@ -36,17 +36,10 @@ sys.exit(main())
 @pytest.fixture(scope="module")
 def node(tiny_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("lens_node_bad_input")
-    proc = LensNodeProcess(work, {"model_path": str(tiny_model_dir), "max_new_tokens": 8,
-                                  "image_reliability": "reliable",
-                                  "max_image_pixels": MAX_PIXELS}, code=FAULTY_NODE)
-    client = NodeClient("bad_input_client")
-    try:
-        client.wait_active()
-        yield proc, client
-    finally:
-        client.close()
-        rc = proc.stop()
-        assert rc == 0, f"lens_node exited with {rc}:\n{proc.output()[-3000:]}"
+    params = {"model_path": str(tiny_model_dir), "max_new_tokens": 8,
+              "image_reliability": "reliable", "max_image_pixels": MAX_PIXELS}
+    with running_node(work, params, "bad_input_client", code=FAULTY_NODE) as node:
+        yield node
 
 
 def next_result(c, send, timeout: float = 20.0):

@@ -11,7 +11,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 
 from lens_ros.msg import LensResult
-from node_client import LensNodeProcess, NodeClient, long_talker_checkpoint, make_image
+from node_client import long_talker_checkpoint, make_image, running_node
 
 pytestmark = pytest.mark.ros
 
@@ -24,16 +24,9 @@ def node(tiny_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("lens_node_e2e")
     ckpt = long_talker_checkpoint(tiny_model_dir, work)
     # reliable frames: these tests count on every frame arriving (the flood test uses the default)
-    proc = LensNodeProcess(work, {"model_path": str(ckpt), "max_new_tokens": SHORT,
-                                  "image_reliability": "reliable"})
-    client = NodeClient("e2e_client")
-    try:
-        client.wait_active()
-        yield proc, client
-    finally:
-        client.close()
-        rc = proc.stop()
-        assert rc == 0, f"lens_node exited with {rc}:\n{proc.output()[-3000:]}"
+    params = {"model_path": str(ckpt), "max_new_tokens": SHORT, "image_reliability": "reliable"}
+    with running_node(work, params, "e2e_client") as node:
+        yield node
 
 
 def _same_header(a, b) -> bool:

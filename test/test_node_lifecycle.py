@@ -9,7 +9,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 
 from lens_ros.msg import LensResult
-from node_client import LensNodeProcess, NodeClient, long_talker_checkpoint, make_image
+from node_client import long_talker_checkpoint, make_image, running_node
 
 pytestmark = pytest.mark.ros
 
@@ -18,16 +18,10 @@ pytestmark = pytest.mark.ros
 def node(tiny_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("lens_node_lifecycle")
     ckpt = long_talker_checkpoint(tiny_model_dir, work)
-    proc = LensNodeProcess(work, {"model_path": str(work / "no_such_checkpoint"),
-                                  "autostart": False, "max_new_tokens": 8,
-                                  "image_reliability": "reliable"})
-    client = NodeClient("lifecycle_client")
-    try:
+    params = {"model_path": str(work / "no_such_checkpoint"), "autostart": False,
+              "max_new_tokens": 8, "image_reliability": "reliable"}
+    with running_node(work, params, "lifecycle_client", wait_active=False) as (proc, client):
         yield proc, client, ckpt
-    finally:
-        client.close()
-        rc = proc.stop()
-        assert rc == 0, f"lens_node exited with {rc}:\n{proc.output()[-3000:]}"
 
 
 def test_node_waits_unconfigured_without_autostart(node):
