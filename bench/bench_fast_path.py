@@ -25,13 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_track import CONFIGS, random_segmenter  # noqa: E402
 
+from lens_ros.evaluation.metrics import mask_iou  # noqa: E402
 from lens_ros.model.segmenter import LensSegmenter  # noqa: E402
 from lens_ros.synthetic import SceneConfig, make_split_scene  # noqa: E402
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0
 
 
 def bench(name: str, seg: LensSegmenter, scenes) -> None:
@@ -47,9 +43,9 @@ def bench(name: str, seg: LensSegmenter, scenes) -> None:
         b = seg.segment(expr.text)
         if a.answer != b.answer:  # generation is shared by design; a difference is a bug
             raise RuntimeError(f"answers differ on {expr.text!r}: {a.answer!r} / {b.answer!r}")
-        agree.append(_iou(a.mask, b.mask))
-        gt_faithful.append(_iou(a.mask, expr.mask))
-        gt_fast.append(_iou(b.mask, expr.mask))
+        agree.append(mask_iou(a.mask, b.mask))
+        gt_faithful.append(mask_iou(a.mask, expr.mask))
+        gt_fast.append(mask_iou(b.mask, expr.mask))
         ms_faithful.append(a.timings.mask_ms)
         ms_fast.append(b.timings.mask_ms)
     seg.configure(fast_mask_pass=False)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lens_ros.bag.io import InputBag
 from lens_ros.evaluation.masks import decode_rle
-from lens_ros.evaluation.metrics import box_iou
+from lens_ros.evaluation.metrics import box_iou, intersection_union, sentence_iou
 from lens_ros.ros.image_conversion import image_to_rgb
 from lens_ros.ros.result_conversion import result_to_segmentation
 from lens_ros.visualize import overlay
@@ -91,13 +91,12 @@ def write_report(bag: Path, results_bag: Path, gt: list[dict], out: Path,
                "gt_box": g["gt_box"], "answered": seg is not None}
         if seg is not None:
             mask = seg.mask if seg.mask.shape == gt_mask.shape else np.zeros_like(gt_mask)
-            i_, u_ = float(np.logical_and(mask, gt_mask).sum()), float(
-                np.logical_or(mask, gt_mask).sum())
+            i_, u_ = intersection_union(mask, gt_mask.astype(bool).astype(np.uint8))
             inter, union = inter + i_, union + u_
             biou = box_iou(list(seg.box), g["gt_box"]) if seg.box is not None else 0.0
             row.update({"status": seg.status.name, "reasoning": seg.reasoning,
                         "answer": seg.answer, "box": None if seg.box is None else
-                        [round(float(v), 1) for v in seg.box], "mask_iou": i_ / u_ if u_ else 0.0,
+                        [round(float(v), 1) for v in seg.box], "mask_iou": sentence_iou(i_, u_),
                         "box_iou": biou, "model_ms": round(seg.timings.total_ms, 1)})
             rgb = frames.get(g["stamp_ns"])
             if rgb is not None:

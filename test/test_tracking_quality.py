@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lens_ros.evaluation.metrics import mask_iou
 from lens_ros.synthetic import SceneConfig, make_sequence, scene_seed
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "lens-demo"
@@ -31,11 +32,6 @@ pytestmark = [
     pytest.mark.skipif(not (DEMO / "tracker.safetensors").is_file(),
                        reason=f"needs the demo model and its tracking head in {DEMO}"),
 ]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0
 
 
 def test_track_mode_keeps_lens_quality_with_few_lens_calls():
@@ -52,14 +48,14 @@ def test_track_mode_keeps_lens_quality_with_few_lens_calls():
                             SceneConfig(), n_moving_distractors=1, fps=FPS)
         for frame, gt in zip(seq.frames, seq.masks):  # (a) per-frame LENS
             seg.set_image(frame.rgb)
-            lens_iou.append(_iou(seg.segment(seq.command).mask, gt))
+            lens_iou.append(mask_iou(seg.segment(seq.command).mask, gt))
         session = TrackSession(tracker, TrackPolicy(REACQUIRE_S, 0.0), seg)  # (b) track mode
         session.set_command(seq.command)
         for i, (frame, gt) in enumerate(zip(seq.frames, seq.masks)):
-            track_iou.append(_iou(session.step(frame.rgb, i / FPS).result.mask, gt))
+            track_iou.append(mask_iou(session.step(frame.rgb, i / FPS).result.mask, gt))
         calls, frames = calls + session.lens_calls, frames + session.frames
         tracker.start(seq.frames[0].rgb, seq.masks[0])  # tracker alone, from the GT mask
-        from_gt += [_iou(tracker.track(f.rgb).mask, gt)
+        from_gt += [mask_iou(tracker.track(f.rgb).mask, gt)
                     for f, gt in zip(seq.frames[1:], seq.masks[1:])]
     lens_m, track_m = float(np.mean(lens_iou)), float(np.mean(track_iou))
     print(f"\nper-frame LENS mean IoU {lens_m:.3f}; track mode {track_m:.3f} "

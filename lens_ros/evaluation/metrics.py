@@ -50,6 +50,11 @@ def intersection_union(pred: np.ndarray, gt: np.ndarray,
     return inter, union
 
 
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of two HxW bool masks, as one sentence of gIoU: 1.0 when both are empty."""
+    return sentence_iou(*intersection_union(pred, np.asarray(gt, dtype=bool).astype(np.uint8)))
+
+
 def sentence_iou(intersection: float, union: float) -> float:
     """IoU of one sentence: I / U, and 1.0 when the union is empty (empty GT, empty prediction).
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from lens_ros.evaluation.metrics import box_iou
+from lens_ros.evaluation.metrics import box_iou, intersection_union, sentence_iou
 from lens_ros.model.answers import parse_answer
 from lens_ros.model.config import InferenceConfig
 from lens_ros.model.segmenter import LensSegmenter
@@ -46,10 +46,9 @@ def evaluate(model, processor, n: int = 100, max_new_tokens: int = 48) -> dict:
         r = seg.segment(e.text)
         parsed = parse_answer(r.answer)
         iou = box_iou(list(parsed.box), list(e.box)) if parsed.box is not None else 0.0
-        i = float(np.logical_and(r.mask, e.mask).sum())
-        u = float(np.logical_or(r.mask, e.mask).sum())
+        i, u = intersection_union(r.mask, e.mask.astype(np.uint8))
         inter, union = inter + i, union + u
-        row = {"acc": float(iou >= 0.5), "box_iou": iou, "mask_iou": i / u if u else 0.0,
+        row = {"acc": float(iou >= 0.5), "box_iou": iou, "mask_iou": sentence_iou(i, u),
                "valid": float(bool(VALID.fullmatch(r.answer.strip()))),
                "think": float(parsed.reasoning == e.reasoning)}
         rows.append(row)

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from lens_ros.geometry import mask_to_box
+
 COLORS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220),
           "yellow": (230, 210, 40)}
 
@@ -54,9 +56,8 @@ def make_scene(rng: np.random.Generator, h: int, w: int, n_objects: int = 2):
 
 
 def _ann(ann_id: int, image_id: int, mask: np.ndarray, polygon: bool) -> dict:
-    ys, xs = np.nonzero(mask)
-    x, y = float(xs.min()), float(ys.min())
-    bbox = [x, y, float(xs.max()) + 1 - x, float(ys.max()) + 1 - y]
+    x1, y1, x2, y2 = mask_to_box(mask)  # x2/y2 exclusive, as COCO's x + w
+    bbox = [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
     if polygon:
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                        cv2.CHAIN_APPROX_SIMPLE)
