@@ -90,10 +90,16 @@ def _param_text(value) -> str:
 
 @contextlib.contextmanager
 def running_node(work: Path, params: dict, client_name: str, wait_active: bool = True,
-                 **process_kwargs):
-    """Start lens_node and a NodeClient; on exit close both and check the node exited with 0."""
+                 ns: str = "", **process_kwargs):
+    """Start lens_node and a NodeClient; on exit close both and check the node exited with 0.
+
+    ``ns``: run the node in this namespace, so that nodes of other test modules still shutting
+    down in the same ROS domain cannot match its topics.
+    """
+    if ns:
+        process_kwargs["remaps"] = {"__ns": f"/{ns}", **process_kwargs.get("remaps", {})}
     proc = LensNodeProcess(work, params, **process_kwargs)
-    client = NodeClient(client_name)
+    client = NodeClient(client_name, ns=ns)
     try:
         if wait_active:
             client.wait_active()

@@ -20,7 +20,8 @@ def node(tiny_model_dir, tmp_path_factory):
     ckpt = long_talker_checkpoint(tiny_model_dir, work)
     params = {"model_path": str(work / "no_such_checkpoint"), "autostart": False,
               "max_new_tokens": 8, "image_reliability": "reliable"}
-    with running_node(work, params, "lifecycle_client", wait_active=False) as (proc, client):
+    with running_node(work, params, "lifecycle_client", wait_active=False,
+                      ns="lifecycle_test") as (proc, client):
         yield proc, client, ckpt
 
 
