@@ -2,11 +2,12 @@
 # Reproduce the shipped demo model from scratch (the body of `make train-demo`):
 #   scene pools -> lens-train sft -> lens-train demo-mask -> lens-eval (before GRPO)
 #   -> lens-train grpo -> lens-eval (after GRPO) -> the better model, fp16, to models/lens-demo.
-# One CPU thread per stage (the 2-core budget), about 100 minutes (SFT 60, mask 25, GRPO ~5);
-# progress bars/logs on stdout, metrics.jsonl and plots/ in each stage's run folder.
+# Every budget is a number of steps (not minutes), with the seed in the configs, so a rerun on
+# the same machine type trains the same weights; two CPU threads (the 2-core budget).
+# Progress bars/logs on stdout, metrics.jsonl and plots/ in each stage's run folder.
 #   bash scripts/train_demo.sh            (SEED=0 RUN=runs/demo SHIP=models/lens-demo by default)
-#   SFT_MINUTES=2 MASK_MINUTES=1 GRPO_STEPS=3 EVAL_REFS=20 RUN=/tmp/r SHIP=/tmp/s \
-#       bash scripts/train_demo.sh                      (a 4-minute smoke run of every stage)
+#   SFT_STEPS=40 MASK_STEPS=20 GRPO_STEPS=3 EVAL_REFS=20 RUN=/tmp/r SHIP=/tmp/s \
+#       bash scripts/train_demo.sh                      (a few-minute smoke run of every stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV:-.venv}/bin
@@ -14,10 +15,10 @@ SEED=${SEED:-0}
 RUN=${RUN:-runs/demo}
 SHIP=${SHIP:-models/lens-demo}
 POOLS=${POOLS:-data/demo_pool}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 SFT_ARGS=(); MASK_ARGS=(); GRPO_ARGS=(); EVAL_ARGS=()
-[ -n "${SFT_MINUTES:-}" ] && SFT_ARGS+=(--max_minutes "$SFT_MINUTES")
-[ -n "${MASK_MINUTES:-}" ] && MASK_ARGS+=(--max_minutes "$MASK_MINUTES")
+[ -n "${SFT_STEPS:-}" ] && SFT_ARGS+=(--steps "$SFT_STEPS" --eval_every_steps "$SFT_STEPS")
+[ -n "${MASK_STEPS:-}" ] && MASK_ARGS+=(--steps "$MASK_STEPS" --eval_every_steps "$MASK_STEPS")
 [ -n "${GRPO_STEPS:-}" ] && GRPO_ARGS+=(--max_steps "$GRPO_STEPS")
 [ -n "${EVAL_REFS:-}" ] && EVAL_ARGS+=(--max-refs "$EVAL_REFS")
 mkdir -p "$RUN"
@@ -30,7 +31,7 @@ step "scene pools in $POOLS (train-split seeds; skipped when present)"
 [ -f "$POOLS/normal.npz" ] || "$PY/python" -m lens_ros.training.demo_pool --out "$POOLS" \
     --name normal --scenes 16000
 [ -f data/refer_seg/synthetic/instances.json ] || "$PY/python" -m lens_ros.synthetic refcoco \
-    --out data/refer_seg --train 0 --val 0 --test 400
+    --out data/refer_seg --train 0 --val 0 --test 400 --expressions 2
 
 step "stage 0: supervised warm-up (format, reasoning, grounding)"
 "$PY/lens-train" sft --config config/demo/sft.yaml --output_dir "$RUN/sft" --pool_dir "$POOLS" \

@@ -127,18 +127,83 @@ def test_demo_pipeline_answers_every_command_of_a_short_bag(tmp_path, demo_model
     assert "commands answered : 2/2" in run.stdout and str(out.resolve()) in run.stdout
 
 
-def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_pools(tmp_path_factory):
+    """A normal and an easy scene pool of 8 scenes each."""
+    from lens_ros.training.demo_pool import generate_pool, save_pool
+    from lens_ros.synthetic import SceneConfig
+
+    pools = tmp_path_factory.mktemp("pools")
+    save_pool(generate_pool(8, SceneConfig(), progress=False), pools, "normal")
+    save_pool(generate_pool(8, SceneConfig(min_objects=1, max_objects=3), 100, False), pools,
+              "easy")
+    return pools
+
+
+def test_coordinate_tokens_weigh_more_in_the_answer_loss():
+    from lens_ros.model.presets import get_preset
+    from lens_ros.training.sft import token_weights, weighted_ce
+
+    tok = get_preset("demo").make_tokenizer()
+    assert token_weights(tok, 1.0) is None
+    w = token_weights(tok, 3.0)
+    coord, word = tok.convert_tokens_to_ids("57"), tok.convert_tokens_to_ids(" cube")
+    assert w[coord] == 3.0 and w[word] == 1.0
+    logits = torch.zeros(1, 3, len(w))
+    logits[0, 0, word] = 5.0  # the word is predicted well, the coordinate badly
+    labels = torch.tensor([[word, coord, -100]])
+    plain, weighted = weighted_ce(logits, labels, None), weighted_ce(logits, labels, w)
+    per = torch.nn.functional.cross_entropy(logits[0, :2], labels[0, :2], reduction="none")
+    assert plain == pytest.approx(float(per.mean()), rel=1e-5)
+    assert weighted == pytest.approx(float((per[0] + 3 * per[1]) / 4), rel=1e-5)
+
+
+def test_aux_targets_follow_the_token_grid(tiny_pools):
+    from lens_ros.model.presets import build_lens, get_preset
+    from lens_ros.training.demo_pool import load_pool
+    from lens_ros.training.demo_samples import aux_targets, token_grid
+
+    cfg = get_preset("demo").config()
+    assert token_grid(build_lens(cfg)) == 4
+    cfg.vision_config["patch_size"] = 7
+    assert token_grid(build_lens(cfg)) == 8
+    pool = load_pool(tiny_pools, "normal")
+    t = aux_targets(pool, 0, 8)
+    assert t["obj"].shape == (64,) and t["box"].shape == (64, 4)
+    for _, box in pool.meta[0]["objects"]:  # each object's centre cell is marked (or shared)
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        assert t["obj"][int(cy // 14) * 8 + int(cx // 14)] == 1.0
+
+
+def test_same_seed_and_step_budget_train_the_same_weights(tmp_path, tiny_pools):
+    """The recipe's schedule follows steps (not the clock), so a rerun with the recipe's two
+    threads is bit-identical."""
+    from safetensors.torch import load_file
+
+    from lens_ros.training.cli import main as train
+
+    runs = []
+    for name in ("a", "b"):
+        assert train(["sft", "--config", str(REPO / "config/demo/sft.yaml"), "--output_dir",
+                      str(tmp_path / name), "--pool_dir", str(tiny_pools), "--steps", "4",
+                      "--warmup_steps", "1", "--eval_scenes", "2", "--eval_every_steps", "2",
+                      "--threads", "2"]) == 0
+        runs.append(load_file(tmp_path / name / "last" / "model.safetensors"))
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    evals = [[json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()
+              if "eval/acc" in x] for n in ("a", "b")]
+    assert [e["step"] for e in evals[0]] == [1, 3]  # every 2 steps (the last one is final)
+    assert evals[0][-1]["eval/acc"] == evals[1][-1]["eval/acc"]
+
+
+def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools):
     """lens-train sft -> lens-train demo-mask -> fp16 export, a few steps each on a tiny pool."""
     from lens_ros.model import LensSegmenter
     from lens_ros.training.cli import main as train
     from lens_ros.training.demo_export import export
-    from lens_ros.training.demo_pool import generate_pool, save_pool
-    from lens_ros.synthetic import SceneConfig
 
-    pools = tmp_path / "pools"
-    save_pool(generate_pool(8, SceneConfig(), progress=False), pools, "normal")
-    save_pool(generate_pool(8, SceneConfig(min_objects=1, max_objects=3), 100, False), pools,
-              "easy")
+    pools = tiny_pools
     common = ["--pool_dir", str(pools), "--eval_scenes", "2", "--eval_every_minutes", "100"]
     assert train(["sft", "--config", str(REPO / "config/demo/sft.yaml"), "--output_dir",
                   str(tmp_path / "sft"), "--steps", "3", "--warmup_steps", "1"] + common) == 0

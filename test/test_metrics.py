@@ -130,3 +130,25 @@ def test_decode_annotation_sums_parts_without_clamp():
     poly = decode_annotation([[1.0, 1.0, 5.0, 1.0, 5.0, 4.0, 1.0, 4.0]], 8, 8)
     assert poly.shape == (8, 8) and set(np.unique(poly)) == {0, 1}
     assert decode_annotation([], 3, 2).shape == (3, 2)
+
+
+def test_paired_bootstrap_separates_a_real_gain_from_noise():
+    from lens_ros.evaluation.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    before = [{"ref_id": i, "sent_index": 0, "intersection": 50.0, "union": 100.0,
+               "box_iou": float(rng.random())} for i in range(200)]
+    better = [dict(r, intersection=70.0, box_iou=min(1.0, r["box_iou"] + 0.3)) for r in before]
+    d = paired_bootstrap(before, better, "ciou", resamples=200)
+    assert d["n"] == 200 and d["delta"] == pytest.approx(0.2) and d["low"] > 0.19
+    d = paired_bootstrap(before, better, "box_acc@0.5", resamples=200)
+    assert d["delta"] > 0 and d["low"] > 0
+    same = paired_bootstrap(before, before, "box_acc@0.5", resamples=50)
+    assert same["delta"] == 0 and same["low"] == same["high"] == 0
+    # a coin-flip change: the interval straddles 0
+    noisy = [dict(r, box_iou=float(rng.random())) for r in before]
+    d = paired_bootstrap(before, noisy, "box_acc@0.5", resamples=300)
+    assert d["low"] < 0 < d["high"]
+    # only sentences present in both runs count
+    assert paired_bootstrap(before[:10], better[5:], "ciou", resamples=10)["n"] == 5
+    assert paired_bootstrap([], better, "ciou")["n"] == 0

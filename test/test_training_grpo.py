@@ -98,6 +98,28 @@ def test_mask_loss_is_what_trains_the_connector(tiny_model_dir, toy_root, tmp_pa
     assert grads and grads[0] > 0
 
 
+def test_mask_loss_gate_skips_rollouts_whose_box_misses(tiny_model_dir, toy_root, tmp_path):
+    # a random tiny policy answers no box within 8 tokens: with the gate at IoU 0.5 no rollout
+    # qualifies, so (as with weight 0) the non-differentiable rewards cannot reach the head
+    model, trainer = make_trainer(tiny_model_dir, toy_root, tmp_path, max_steps=1,
+                                  mask_loss_min_box_iou=0.5, rewards=["box_iou", "mask_iou"])
+    before = snapshot(model)
+    trainer.train()
+    assert torch.equal(before["learnable_query"],
+                       dict(model.named_parameters())["learnable_query"].detach())
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert logs[0]["mask_loss_share"] == 0.0 and logs[0]["mask_loss"] == 0.0
+    rows = [{"solution": [0, 0, 10, 10]}, {"solution": [0, 0, 10, 10]}]
+    tok = trainer.processing_class.tokenizer
+    texts = ['<answer>{"bbox_2d": [0, 0, 10, 10]}</answer>', '<answer>[20, 20, 30, 30]</answer>']
+    ids = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt",
+              padding_side="right")
+    assert trainer._mask_loss_rows(ids["input_ids"], ids["attention_mask"], rows) == [True, False]
+    with pytest.raises(ValueError, match="mask_loss_min_box_iou"):
+        LensGRPOConfig(output_dir=str(tmp_path), mask_loss_min_box_iou=1.5, use_cpu=True,
+                       bf16=False)
+
+
 def test_reference_positions_mode_runs_one_pass(tiny_model_dir, toy_root, tmp_path):
     model, trainer = make_trainer(tiny_model_dir, toy_root, tmp_path, max_steps=1,
                                   policy_positions="1d", reward_funcs=[varied_reward])

@@ -194,7 +194,9 @@ def save_preset_checkpoint(name: str, directory: str | Path, seed: int = 0) -> P
     gen = model.generation_config
     gen.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id]
     gen.pad_token_id = gen.bos_token_id = tokenizer.pad_token_id
-    processor = build_processor(tokenizer, cfg.processing.min_pixels, cfg.processing.max_pixels)
+    processor = build_processor(tokenizer, cfg.processing.min_pixels, cfg.processing.max_pixels,
+                                cfg.vision_config["patch_size"],
+                                cfg.vision_config["spatial_merge_size"])
     inference = InferenceConfig().replace(**preset.inference)
     return save_checkpoint(model, directory, processor=processor, inference=inference)
 

@@ -90,10 +90,14 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
 
-def build_processor(tokenizer, min_pixels: int, max_pixels: int) -> ImageOnlyQwen2_5_VLProcessor:
-    """A processor whose own resize is a no-op on images already smart-resized to these bounds."""
+def build_processor(tokenizer, min_pixels: int, max_pixels: int, patch_size: int = 14,
+                    merge_size: int = 2) -> ImageOnlyQwen2_5_VLProcessor:
+    """A processor whose own resize is a no-op on images already smart-resized to these bounds.
+
+    ``patch_size`` / ``merge_size`` must match the vision tower's config (14 / 2 in Qwen2.5-VL)."""
     image_processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)})
+        size={"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)},
+        patch_size=int(patch_size), merge_size=int(merge_size))
     return ImageOnlyQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                         chat_template=CHAT_TEMPLATE)
 

@@ -19,7 +19,7 @@ from lens_ros.model.processing import prepare_sam_image
 from lens_ros.training.demo_pool import load_pool
 from lens_ros.training.demo_samples import collate, make_sample
 from lens_ros.training.losses import mask_loss
-from lens_ros.training.sft import (_eval_and_save, _plot, append_jsonl, optimizer_step,
+from lens_ros.training.sft import (_eval_and_save, _plot, append_jsonl, eval_due, optimizer_step,
                                    start_run)
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class MaskStageConfig:
     weight_decay: float = 0.01  #: AdamW weight decay
     max_grad_norm: float = 1.0  #: gradient clipping
     eval_every_minutes: float = 5.0  #: held-out evaluation period
+    eval_every_steps: int = 0  #: if > 0, evaluate every this many steps instead (reproducible)
     eval_scenes: int = 100  #: val scenes per evaluation
     log_every: int = 20  #: steps between metric lines
     seed: int = 0  #: seeds torch and numpy
@@ -125,7 +126,7 @@ def run_mask_stage(cfg: MaskStageConfig) -> Path:
             append_jsonl(out / "metrics.jsonl", rec)
             log.info("step %d  bce %.3f  dice %.3f  %.1f min", step, rec["mask_bce"],
                      rec["mask_dice"], minutes)
-        if minutes >= next_eval:
+        if eval_due(step, minutes, next_eval, cfg):
             next_eval += cfg.eval_every_minutes
             best = _eval_and_save(model, processor, inference, cfg, out, step, minutes, best,
                                   key="eval/ciou")

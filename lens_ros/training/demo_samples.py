@@ -4,8 +4,9 @@ A grounding sample is (scene, expression): prompt = the LENS chain-of-thought pr
 command, completion = ``<think>{reasoning}</think><answer>{"bbox_2d": [x1, y1, x2, y2]}</answer>``
 with integer pixels of the 112 px LLM image (x2/y2 exclusive). A dense sample ("list the
 objects") answers every object's canonical name in its think and every box, left to right.
-Targets of the auxiliary dense loss: for each of the 4x4 merged visual tokens, whether an object's
-box centre falls in its 28 px cell, and that object's colour, shape, size and box.
+Targets of the auxiliary dense loss: for each of the G x G merged visual tokens (4 x 4 at patch 14,
+8 x 8 at patch 7 on 112 px), whether an object's box centre falls in its cell, and that object's
+colour, shape, size and box.
 """
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ class Sample:
     aux: dict | None = None  #: :func:`aux_targets` of the scene
 
 
-def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool) -> Sample:
-    """Sample ``choice`` (an expression index, taken modulo) of ``scene``, or its dense sample."""
+def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool, grid: int = 4) -> Sample:
+    """Sample ``choice`` (an expression index, taken modulo) of ``scene``, or its dense sample;
+    ``grid`` = merged visual tokens per image side (for the aux targets)."""
     meta = pool.meta[scene]
     img = pool.images[scene]
     if dense or not meta["expressions"]:
@@ -59,11 +61,13 @@ def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool) -> Sample
         boxes = [box for _, box in meta["objects"]]
         think = " and ".join(f"the {n}" for n in names)
         return Sample(scene, LIST_COMMAND, completion_text(think, boxes), img,
-                      pool.labels[scene] >= 0, boxes[0], "dense", aux_targets(pool, scene))
+                      pool.labels[scene] >= 0, boxes[0], "dense",
+                      aux_targets(pool, scene, grid))
     e = meta["expressions"][choice % len(meta["expressions"])]
     box = _target_box(pool, scene, e["target"])
     return Sample(scene, e["text"], completion_text(e["reasoning"], [box]), img,
-                  pool.mask(scene, e["target"]), box, e["level"], aux_targets(pool, scene))
+                  pool.mask(scene, e["target"]), box, e["level"],
+                  aux_targets(pool, scene, grid))
 
 
 def _target_box(pool: ScenePool, scene: int, target: int) -> list:
@@ -72,6 +76,12 @@ def _target_box(pool: ScenePool, scene: int, target: int) -> list:
         if n == name:
             return box
     raise KeyError(f"scene {scene}: no object named {name!r}")
+
+
+def token_grid(model, side: int = 112) -> int:
+    """Merged visual tokens per side of a ``side`` px square image for ``model``'s vision tower."""
+    v = model.lens_config.vision_config
+    return side // (int(v["patch_size"]) * int(v["spatial_merge_size"]))
 
 
 def aux_targets(pool: ScenePool, scene: int, grid: int = 4, side: int = 112) -> dict:

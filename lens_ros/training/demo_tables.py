@@ -1,5 +1,6 @@
 """Before/after-GRPO table of the demo recipe from two ``lens-eval`` output folders, plus the
-answer-format validity (lens-eval's per-sentence records hold each raw answer).
+answer-format validity (lens-eval's per-sentence records hold each raw answer) and the paired
+GRPO effect with bootstrap intervals (is the gain larger than the noise?).
 
     python -m lens_ros.training.demo_tables runs/demo/eval_before_grpo runs/demo/eval_after_grpo \
         [--out runs/demo/table.md] [--pick-best MODEL_BEFORE MODEL_AFTER]
@@ -13,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD, paired_bootstrap
 from lens_ros.training.demo_eval import VALID
 
 SPLIT = "synthetic/test"
@@ -36,6 +38,36 @@ def load_eval(directory: str | Path) -> dict:
         if key in out:
             out[key]["format_valid"] = sum(vals) / len(vals)
     return out
+
+
+def load_records(directory: str | Path) -> list[dict]:
+    """lens-eval's per-sentence records of a run folder (all record files)."""
+    out = []
+    for f in sorted((Path(directory) / "records").glob("*.jsonl")):
+        out += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return out
+
+
+def effect_table(before: list[dict], after: list[dict], resamples: int = 2000) -> str:
+    """Markdown: the paired after - before difference (x100) of cIoU and box acc@0.5 per level,
+    with its 95 % bootstrap interval (:func:`~lens_ros.evaluation.metrics.paired_bootstrap`);
+    "yes" in the last column when both intervals lie above 0."""
+    lines = ["| level | n | Δ cIoU [95 % CI] | Δ box acc@0.5 [95 % CI] | measurable gain |",
+             "|---|---|---|---|---|"]
+    for level in ("all",) + LEVELS:
+        b = [r for r in before if level == "all" or r.get("level") == level]
+        a = [r for r in after if level == "all" or r.get("level") == level]
+        if not b or not a:
+            continue
+        cells, gains = [], []
+        for metric in ("ciou", f"box_acc@{BOX_ACC_THRESHOLD}"):
+            d = paired_bootstrap(b, a, metric, resamples)
+            cells.append(f"{100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
+            gains.append(d["low"] > 0)
+        n = paired_bootstrap(b, a, "ciou", 1)["n"]
+        lines.append(f"| {'overall' if level == 'all' else level} | {n} | {cells[0]} | {cells[1]} "
+                     f"| {'yes' if all(gains) else 'no'} |")
+    return "\n".join(lines) + "\n"
 
 
 def table(before: dict, after: dict) -> str:
@@ -78,7 +110,8 @@ def main(argv=None) -> int:
     except (OSError, KeyError, ValueError) as err:
         print(f"demo_tables: cannot read the lens-eval reports: {err}", file=sys.stderr)
         return 2
-    text = table(before, after)
+    text = table(before, after) + "\nGRPO effect on the same sentences (after − before):\n\n" + \
+        effect_table(load_records(args.before), load_records(args.after))
     print(text)
     if args.out:
         Path(args.out).write_text(text)

@@ -12,8 +12,9 @@
   ``mask_iou_reward`` can score it; masks reach the rewards as the ``pred_mask`` column.
 * ``_get_per_token_logps_and_entropies``: routes policy calls through the LENS pass.
 * ``compute_loss``: GRPO loss (TRL) + ``mask_loss_weight`` x (BCE + Dice) of every rollout's
-  mask against the ground truth, both from the same model call; logs ``mask_loss``,
-  ``mask_bce`` and ``mask_dice``.
+  mask against the ground truth, both from the same model call (with ``mask_loss_min_box_iou``
+  > 0 only of the rollouts whose answer box hits the target); logs ``mask_loss``, ``mask_bce``,
+  ``mask_dice`` and ``mask_loss_share``.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from lens_ros.training.common import (HEAD_PREFIXES, EpochCallback, LensCheckpoi
 from lens_ros.training.grpo_config import LensGRPOConfig
 from lens_ros.training.lens_pass import CallWithLens, LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
+from lens_ros.evaluation.metrics import box_iou
+from lens_ros.model.answers import parse_answer
 from lens_ros.training.rewards import REWARD_FUNCS, mask_iou_reward
 
 log = logging.getLogger(__name__)
@@ -162,7 +165,22 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
         out["gt_mask"] = [torch.as_tensor(np.asarray(x["gt_mask"], dtype=bool), device=device)
                           for x in inputs]
         out["sam_key"] = [str(x["row_id"]) for x in inputs]
+        out["mask_keep"] = self._mask_loss_rows(out["completion_ids"], out["completion_mask"],
+                                                inputs)
         return out
+
+    def _mask_loss_rows(self, completion_ids, completion_mask, rows) -> list[bool]:
+        """Per rollout, whether the joint mask loss applies: its answer box has IoU >=
+        ``mask_loss_min_box_iou`` with the ground-truth ``solution`` box (all rows at 0)."""
+        threshold = self.args.mask_loss_min_box_iou
+        if threshold <= 0:
+            return [True] * len(rows)
+        tok = self.processing_class.tokenizer
+        keep = []
+        for ids, m, row in zip(completion_ids, completion_mask, rows, strict=True):
+            box = parse_answer(tok.decode(ids[m.bool()].tolist(), skip_special_tokens=False)).box
+            keep.append(box is not None and box_iou(box, row["solution"]) >= threshold)
+        return keep
 
     def _tokenize_prompts(self, prompts):
         prompt_ids, images, fields = super()._tokenize_prompts(prompts)
@@ -253,12 +271,15 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
         if request.low_res_logits is None:
             raise RuntimeError("the LENS policy pass did not produce masks; is the model's "
                                "forward patched (install_lens_forward)?")
-        ml = mask_loss(list(request.low_res_logits), inputs["gt_mask"],
+        keep = [i for i, k in enumerate(inputs["mask_keep"]) if k]
+        ml = mask_loss([request.low_res_logits[i] for i in keep],
+                       [inputs["gt_mask"][i] for i in keep],
                        self.args.bce_loss_weight, self.args.dice_loss_weight)
         mode = "train" if self.model.training else "eval"
         norm = self.current_gradient_accumulation_steps if mode == "train" else 1
+        kept = torch.tensor(len(keep) / max(1, len(inputs["mask_keep"])))
         for name, value in (("mask_loss", ml.total), ("mask_bce", ml.bce),
-                            ("mask_dice", ml.dice)):
+                            ("mask_dice", ml.dice), ("mask_loss_share", kept)):
             self._metrics[mode][name].append(
                 self.accelerator.gather(value.detach().reshape(1)).mean().item())
         return loss + self.args.mask_loss_weight * ml.total / norm

@@ -48,6 +48,12 @@ class LensGRPOConfig(GRPOConfig):
         default=1.0,
         metadata={"help": "Weight of the BCE + Dice mask loss on all rollouts, added to the GRPO "
                   "loss (the reference's res_loss_ratio, 1:1)."})
+    mask_loss_min_box_iou: float = field(
+        default=0.0,
+        metadata={"help": "Apply the mask loss only to rollouts whose answer box has at least this "
+                  "IoU with the ground-truth box (0 = every rollout, as the reference). Useful "
+                  "with box_prompt models: a wrong-object box as SAM prompt paired with the "
+                  "target's mask teaches the decoder to ignore the box (demo recipe: 0.5)."})
     bce_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight of the BCE term inside the mask loss."})
     dice_loss_weight: float = field(
@@ -118,6 +124,9 @@ class LensGRPOConfig(GRPOConfig):
         if self.policy_positions not in POLICY_POSITIONS:
             raise ValueError(f"policy_positions={self.policy_positions!r}: use one of "
                              f"{POLICY_POSITIONS}")
+        if not 0.0 <= self.mask_loss_min_box_iou <= 1.0:
+            raise ValueError(f"mask_loss_min_box_iou={self.mask_loss_min_box_iou} must be in "
+                             "[0, 1] (0 = the mask loss on every rollout)")
         for name in ("mask_loss_weight", "bce_loss_weight", "dice_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

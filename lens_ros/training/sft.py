@@ -23,7 +23,8 @@ from torch import nn
 
 from lens_ros.training.demo_eval import evaluate
 from lens_ros.training.demo_pool import load_pool
-from lens_ros.training.demo_samples import COLOUR_NAMES, SIZE_NAMES, collate, make_sample
+from lens_ros.training.demo_samples import (COLOUR_NAMES, SIZE_NAMES, collate, make_sample,
+                                             token_grid)
 from lens_ros.synthetic.vocabulary import SHAPES
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ class SFTConfig:
     easy_share_after: float = 0.2  #: afterwards, this share of each batch stays easy
     dense_fraction: float = 0.5  #: share of "list the objects" samples in a batch
     aux_weight: float = 1.0  #: weight of the dense visual-token loss (0 = off)
+    coord_weight: float = 1.0  #: cross-entropy weight of the coordinate tokens (others 1)
     steps: int = 6000  #: optimizer steps (the cosine schedule spans them)
-    max_minutes: float = 60.0  #: stop (and save) after this many minutes of training
+    max_minutes: float = 60.0  #: stop (and save) after this many minutes of training (a
+    #: safety net: when it binds, the schedule follows time and the run is not reproducible)
     batch_size: int = 16  #: samples per step
     lr: float = 1e-3  #: peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  #: cosine ends at lr x this
@@ -53,6 +56,7 @@ class SFTConfig:
     betas: list = field(default_factory=lambda: [0.9, 0.98])  #: AdamW betas
     max_grad_norm: float = 1.0  #: gradient clipping
     eval_every_minutes: float = 6.0  #: held-out evaluation (and ``last/`` save) period
+    eval_every_steps: int = 0  #: if > 0, evaluate every this many steps instead (reproducible)
     eval_scenes: int = 100  #: val scenes per evaluation
     log_every: int = 20  #: steps between metric lines
     seed: int = 0  #: seeds torch and numpy
@@ -86,6 +90,42 @@ def progress(step: int, minutes: float, cfg) -> float:
     return min(1.0, max(step / max(1, cfg.steps), minutes / max(1e-9, cfg.max_minutes)))
 
 
+def token_weights(tokenizer, coord_weight: float) -> torch.Tensor | None:
+    """Per-vocabulary-id loss weights: ``coord_weight`` for the coordinate tokens (integers,
+    with or without a leading space), 1 elsewhere; None when ``coord_weight`` is 1."""
+    if coord_weight == 1.0:
+        return None
+    vocab = tokenizer.get_vocab()
+    w = torch.ones(max(vocab.values()) + 1)
+    for token, idx in vocab.items():
+        if token.strip().isdigit():
+            w[idx] = coord_weight
+    return w
+
+
+def weighted_ce(logits: torch.Tensor, labels: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:
+    """Next-token cross-entropy, (B, L, V) logits vs (B, L) labels (-100 ignored), averaged
+    with per-target ``weights`` (V,) so the mean is over the weighted tokens."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    target = labels.reshape(-1)
+    if weights is None:
+        return F.cross_entropy(flat, target, ignore_index=-100)
+    keep = target != -100
+    per = F.cross_entropy(flat[keep], target[keep], reduction="none")
+    w = weights.to(per.device)[target[keep]]
+    return (per * w).sum() / w.sum()
+
+
+def eval_due(step: int, minutes: float, next_eval: float, cfg) -> bool:
+    """Whether the periodic held-out evaluation runs after ``step``: every ``eval_every_steps``
+    steps when that is set (reproducible), else once ``minutes`` passes ``next_eval``."""
+    every = getattr(cfg, "eval_every_steps", 0)
+    if every > 0:
+        return (step + 1) % every == 0
+    return minutes >= next_eval
+
+
 def lr_at(step: int, minutes: float, cfg) -> float:
     """Linear warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio`` by :func:`progress`."""
     if step < cfg.warmup_steps:
@@ -111,7 +151,9 @@ def load_start(cfg_init: str, preset: str):
     gen = model.generation_config
     gen.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id]
     gen.pad_token_id = gen.bos_token_id = tok.pad_token_id
-    proc = build_processor(tok, cfg.processing.min_pixels, cfg.processing.max_pixels)
+    proc = build_processor(tok, cfg.processing.min_pixels, cfg.processing.max_pixels,
+                           cfg.vision_config["patch_size"],
+                           cfg.vision_config["spatial_merge_size"])
     return model.train(), proc, InferenceConfig().replace(**p.inference)
 
 
@@ -165,10 +207,12 @@ def run_sft(cfg: SFTConfig) -> Path:
     params = [p for p in model.parameters() if p.requires_grad] + list(aux.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
                             weight_decay=cfg.weight_decay)
+    ce_weights = token_weights(tok, cfg.coord_weight)
+    grid = token_grid(model, int(pools["normal"].images.shape[1]))
     t_start = time.perf_counter()
     next_eval = cfg.eval_every_minutes
     best = -1.0
-    step = 0
+    step, evaluated = 0, -1
     for step in range(cfg.steps):
         minutes = (time.perf_counter() - t_start) / 60
         if minutes >= cfg.max_minutes:
@@ -180,7 +224,7 @@ def run_sft(cfg: SFTConfig) -> Path:
         for _ in range(cfg.batch_size):
             pool = pools["easy" if rng.random() < easy_share else "normal"]
             samples.append(make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)),
-                                       rng.random() < cfg.dense_fraction))
+                                       rng.random() < cfg.dense_fraction, grid))
         opt.zero_grad(set_to_none=True)
         b = collate(samples, tok, processor, with_aux=cfg.aux_weight > 0)
         vis = model.model.get_image_features(b["pixel_values"], b["image_grid_thw"],
@@ -189,8 +233,7 @@ def run_sft(cfg: SFTConfig) -> Path:
                     mm_token_type_ids=b["mm_token_type_ids"], image_grid_thw=b["image_grid_thw"],
                     mm_encoder_outputs={"image": vis}, use_cache=False)
         logits = res.logits[:, :-1].float()
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                             b["labels"][:, 1:].reshape(-1), ignore_index=-100)
+        ce = weighted_ce(logits, b["labels"][:, 1:], ce_weights)
         loss, aux_loss = ce, torch.zeros(())
         if cfg.aux_weight > 0:
             aux_loss = aux.loss(torch.stack(list(vis.pooler_output)), b["aux"])
@@ -205,11 +248,13 @@ def run_sft(cfg: SFTConfig) -> Path:
             append_jsonl(metrics, rec)
             log.info("step %d  ce %.3f  aux %.3f  lr %.2e  %.1f min", step, rec["ce"],
                      rec["aux"], lr, minutes)
-        if minutes >= next_eval:
+        if eval_due(step, minutes, next_eval, cfg):
             next_eval += cfg.eval_every_minutes
             best = _eval_and_save(model, processor, inference, cfg, out, step, minutes, best)
-    minutes = (time.perf_counter() - t_start) / 60
-    _eval_and_save(model, processor, inference, cfg, out, step, minutes, best)
+            evaluated = step
+    if evaluated != step:  # the final model, unless the last periodic evaluation saw it
+        minutes = (time.perf_counter() - t_start) / 60
+        _eval_and_save(model, processor, inference, cfg, out, step, minutes, best)
     _plot(out)
     return out / "best"
 
