@@ -45,6 +45,9 @@ step "held-out test split before GRPO"
 "$PY/lens-eval" --model "$RUN/mask/best" --data-root data/refer_seg --splits synthetic/test \
     -o "$RUN/eval_before_grpo" --device cpu "${EVAL_ARGS[@]}"
 
+"$PY/python" -m lens_ros.training.demo_errors "$RUN/eval_before_grpo" \
+    | tee "$RUN/errors_before_grpo.md"
+
 step "stage 2: GRPO with the joint mask loss"
 "$PY/lens-train" grpo --config config/demo/grpo.yaml --model_path "$RUN/mask/best" \
     --output_dir "$RUN/grpo" --seed "$SEED" "${GRPO_ARGS[@]}"
@@ -55,6 +58,9 @@ cp "$RUN/mask/best/inference_config.json" "$RUN/grpo/final/"
 step "held-out test split after GRPO"
 "$PY/lens-eval" --model "$RUN/grpo/final" --data-root data/refer_seg --splits synthetic/test \
     -o "$RUN/eval_after_grpo" --device cpu "${EVAL_ARGS[@]}"
+
+"$PY/python" -m lens_ros.training.demo_errors "$RUN/eval_after_grpo" \
+    | tee "$RUN/errors_after_grpo.md"
 
 step "before/after table; ship the better model to $SHIP"
 best=$("$PY/python" -m lens_ros.training.demo_tables "$RUN/eval_before_grpo" \

@@ -220,3 +220,20 @@ def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools
     assert seg.config.reasoning and seg.model.lens_config.box_prompt
     seg.set_image(np.zeros((112, 112, 3), np.uint8))
     assert seg.segment("the red cube").mask.shape == (112, 112)
+
+
+def test_error_split_separates_resolution_from_localisation():
+    from lens_ros.training.demo_errors import CASES, classify, named_target, table
+
+    assert named_target("the small red mug is the anchor and the only cup left of it is the "
+                        "large blue cup") == "large blue cup"
+    assert named_target("no name here") == ""
+    refs = {i: {"reasoning": "only one red object is here and it is the small red cube"}
+            for i in range(4)}
+    said = ["only one red object is here and it is the small red cube",
+            "only one red object is here and it is the large red ball"]
+    records = [{"ref_id": i, "level": "attribute", "reasoning": said[i // 2],
+                "box_iou": (0.9, 0.1)[i % 2]} for i in range(4)]
+    counts = classify(records, refs)
+    assert [counts[("all", c)] for c in CASES] == [1, 1, 1, 1]
+    assert "| attribute | 4 | 0.25 | 0.25 | 0.25 | 0.25 | 0.50 |" in table(counts)
