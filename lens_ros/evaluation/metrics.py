@@ -161,7 +161,9 @@ def paired_bootstrap(before: Sequence[dict], after: Sequence[dict], metric: str,
       ``high`` (the 2.5 / 97.5 percentiles of the resampled delta); ``delta`` is 0 and the
       interval (0, 0) when nothing pairs.
     """
-    key = lambda r: (r["ref_id"], r.get("sent_index", 0))  # noqa: E731
+    def key(r: dict) -> tuple:
+        return r["ref_id"], r.get("sent_index", 0)
+
     b = {key(r): r for r in before}
     pairs = [(b[key(r)], r) for r in after if key(r) in b]
     if not pairs:

@@ -32,7 +32,7 @@ CASES = ("named right, box hit", "named right, box miss", "named wrong, box hit"
 def named_target(reasoning: str) -> str:
     """The object a demo-model reasoning ends on: "... it is the small red cube" -> "small red
     cube" ("" when the text does not end that way)."""
-    head, sep, tail = (reasoning or "").rpartition(" is the ")
+    _, sep, tail = (reasoning or "").rpartition(" is the ")
     return tail.strip() if sep else ""
 
 

@@ -28,12 +28,10 @@ def load_eval(directory: str | Path) -> dict:
     out = {"all": dict(rep["splits"][SPLIT])}
     out.update({lv: dict(m) for lv, m in rep.get("levels", {}).get(SPLIT, {}).items()})
     valid: dict[str, list[float]] = {}
-    for f in (d / "records").glob("*.jsonl"):
-        for line in f.read_text().splitlines():
-            r = json.loads(line)
-            ok = float(bool(VALID.fullmatch((r.get("answer") or "").strip())))
-            valid.setdefault("all", []).append(ok)
-            valid.setdefault(r.get("level", "?"), []).append(ok)
+    for r in load_records(d):
+        ok = float(bool(VALID.fullmatch((r.get("answer") or "").strip())))
+        valid.setdefault("all", []).append(ok)
+        valid.setdefault(r.get("level", "?"), []).append(ok)
     for key, vals in valid.items():
         if key in out:
             out[key]["format_valid"] = sum(vals) / len(vals)
@@ -64,8 +62,8 @@ def effect_table(before: list[dict], after: list[dict], resamples: int = 2000) -
             d = paired_bootstrap(b, a, metric, resamples)
             cells.append(f"{100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
             gains.append(d["low"] > 0)
-        n = paired_bootstrap(b, a, "ciou", 1)["n"]
-        lines.append(f"| {'overall' if level == 'all' else level} | {n} | {cells[0]} | {cells[1]} "
+        name = "overall" if level == "all" else level
+        lines.append(f"| {name} | {d['n']} | {cells[0]} | {cells[1]} "
                      f"| {'yes' if all(gains) else 'no'} |")
     return "\n".join(lines) + "\n"
 
