@@ -88,7 +88,7 @@ def run_mask_stage(cfg: MaskStageConfig) -> Path:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     size = lc.sam.image_size
     t0 = time.perf_counter()
-    next_eval, best, step = cfg.eval_every_minutes, -1.0, 0
+    next_eval, best, step, evaluated = cfg.eval_every_minutes, -1.0, 0, -1
     for step in range(cfg.steps):
         minutes = (time.perf_counter() - t0) / 60
         if minutes >= cfg.max_minutes:
@@ -130,7 +130,10 @@ def run_mask_stage(cfg: MaskStageConfig) -> Path:
             next_eval += cfg.eval_every_minutes
             best = _eval_and_save(model, processor, inference, cfg, out, step, minutes, best,
                                   key="eval/ciou")
-    minutes = (time.perf_counter() - t0) / 60
-    _eval_and_save(model, processor, inference, cfg, out, step, minutes, best, key="eval/ciou")
+            evaluated = step
+    if evaluated != step:  # the final head, unless the last periodic evaluation saw it
+        minutes = (time.perf_counter() - t0) / 60
+        _eval_and_save(model, processor, inference, cfg, out, step, minutes, best,
+                       key="eval/ciou")
     _plot(out)
     return out / "best"

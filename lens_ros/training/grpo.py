@@ -36,9 +36,7 @@ from lens_ros.training.common import (HEAD_PREFIXES, EpochCallback, LensCheckpoi
 from lens_ros.training.grpo_config import LensGRPOConfig
 from lens_ros.training.lens_pass import CallWithLens, LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
-from lens_ros.evaluation.metrics import box_iou
-from lens_ros.model.answers import parse_answer
-from lens_ros.training.rewards import REWARD_FUNCS, mask_iou_reward
+from lens_ros.training.rewards import REWARD_FUNCS, answer_box_iou, mask_iou_reward
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +176,8 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
         tok = self.processing_class.tokenizer
         keep = []
         for ids, m, row in zip(completion_ids, completion_mask, rows, strict=True):
-            box = parse_answer(tok.decode(ids[m.bool()].tolist(), skip_special_tokens=False)).box
-            keep.append(box is not None and box_iou(box, row["solution"]) >= threshold)
+            text = tok.decode(ids[m.bool()].tolist(), skip_special_tokens=False)
+            keep.append(answer_box_iou(text, row["solution"]) >= threshold)
         return keep
 
     def _tokenize_prompts(self, prompts):

@@ -71,11 +71,15 @@ def box_iou_reward(completions: list, solution: list, **kwargs) -> list[float]:
     >>> box_iou_reward(["<answer>[0, 0, 10, 10]</answer>", "none"], solution=[[0, 0, 10, 20]] * 2)
     [0.25, 0.0]
     """
-    out = []
-    for c, gt in zip(completions, solution, strict=True):
-        box = parse_answer(completion_text(c)).box
-        out.append(box_iou(box, gt) ** 2 if box is not None else 0.0)
-    return out
+    return [answer_box_iou(completion_text(c), gt) ** 2
+            for c, gt in zip(completions, solution, strict=True)]
+
+
+def answer_box_iou(text: str, gt) -> float:
+    """IoU of the box in a generated ``text`` (parsed as at inference) with the ground-truth
+    XYXY box ``gt``; 0.0 when no box can be parsed."""
+    box = parse_answer(text).box
+    return box_iou(box, gt) if box is not None else 0.0
 
 
 def mask_iou_reward(completions: list, pred_mask: list, gt_mask: list, **kwargs) -> list[float]:

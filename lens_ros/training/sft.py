@@ -120,9 +120,8 @@ def weighted_ce(logits: torch.Tensor, labels: torch.Tensor,
 def eval_due(step: int, minutes: float, next_eval: float, cfg) -> bool:
     """Whether the periodic held-out evaluation runs after ``step``: every ``eval_every_steps``
     steps when that is set (reproducible), else once ``minutes`` passes ``next_eval``."""
-    every = getattr(cfg, "eval_every_steps", 0)
-    if every > 0:
-        return (step + 1) % every == 0
+    if cfg.eval_every_steps > 0:
+        return (step + 1) % cfg.eval_every_steps == 0
     return minutes >= next_eval
 
 
