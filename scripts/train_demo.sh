@@ -8,6 +8,8 @@
 #   bash scripts/train_demo.sh            (SEED=0 RUN=runs/demo SHIP=models/lens-demo by default)
 #   SFT_STEPS=40 MASK_STEPS=20 GRPO_STEPS=3 EVAL_REFS=20 RUN=/tmp/r SHIP=/tmp/s \
 #       bash scripts/train_demo.sh                      (a few-minute smoke run of every stage)
+#   FROM=mask bash scripts/train_demo.sh    (resume at a stage: sft | mask | grpo; the earlier
+#       stages' outputs in $RUN are reused as they are)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV:-.venv}/bin
@@ -21,6 +23,10 @@ SFT_ARGS=(); MASK_ARGS=(); GRPO_ARGS=(); EVAL_ARGS=()
 [ -n "${MASK_STEPS:-}" ] && MASK_ARGS+=(--steps "$MASK_STEPS" --eval_every_steps "$MASK_STEPS")
 [ -n "${GRPO_STEPS:-}" ] && GRPO_ARGS+=(--max_steps "$GRPO_STEPS")
 [ -n "${EVAL_REFS:-}" ] && EVAL_ARGS+=(--max-refs "$EVAL_REFS")
+FROM=${FROM:-sft}
+rank() { case "$1" in sft) echo 0;; mask) echo 1;; grpo) echo 2;; *) echo -1;; esac; }
+[ "$(rank "$FROM")" -ge 0 ] || { echo "FROM must be sft, mask or grpo, not '$FROM'" >&2; exit 2; }
+due() { [ "$(rank "$1")" -ge "$(rank "$FROM")" ]; }   # STAGE is FROM or comes after it
 mkdir -p "$RUN"
 start=$(date +%s)
 step() { echo; echo "== [$(( ($(date +%s) - start) / 60 )) min] $*"; }
@@ -33,19 +39,19 @@ step "scene pools in $POOLS (train-split seeds; skipped when present)"
 [ -f data/refer_seg/synthetic/instances.json ] || "$PY/python" -m lens_ros.synthetic refcoco \
     --out data/refer_seg --train 0 --val 0 --test 400 --expressions 2
 
-step "stage 0: supervised warm-up (format, reasoning, grounding)"
+due sft && step "stage 0: supervised warm-up (format, reasoning, grounding)" &&
 "$PY/lens-train" sft --config config/demo/sft.yaml --output_dir "$RUN/sft" --pool_dir "$POOLS" \
     --seed "$SEED" "${SFT_ARGS[@]}"
 
-step "stage 1: mask head + SAM on the frozen LM"
+due mask && step "stage 1: mask head + SAM on the frozen LM" &&
 "$PY/lens-train" demo-mask --config config/demo/mask.yaml --init "$RUN/sft/last" \
     --output_dir "$RUN/mask" --pool_dir "$POOLS" --seed "$SEED" "${MASK_ARGS[@]}"
 
-step "held-out test split before GRPO"
+due mask && step "held-out test split before GRPO" &&
 "$PY/lens-eval" --model "$RUN/mask/best" --data-root data/refer_seg --splits synthetic/test \
     -o "$RUN/eval_before_grpo" --device cpu "${EVAL_ARGS[@]}"
 
-"$PY/python" -m lens_ros.training.demo_errors "$RUN/eval_before_grpo" \
+due mask && "$PY/python" -m lens_ros.training.demo_errors "$RUN/eval_before_grpo" \
     | tee "$RUN/errors_before_grpo.md"
 
 step "stage 2: GRPO with the joint mask loss"

@@ -77,6 +77,28 @@ def test_answer_boxes_map_to_sam_pixels_and_default_to_whole_image():
     assert boxes.tolist() == [[16.0, 32.0, 64.0, 128.0], [0.0, 0.0, 128.0, 128.0]]
 
 
+@torch.no_grad()
+def test_demo_decoder_keeps_its_trained_single_mask_output(demo_model_dir):
+    """The demo recipe trains only SAM 2's single-mask output, so SAM 2's stability fallback to
+    the multimask outputs (untrained) must stay off: in the preset and in the shipped settings."""
+    from lens_ros.model.config import InferenceConfig
+    from lens_ros.model.presets import build_lens
+
+    model = build_lens("demo", seed=0)
+    g = torch.Generator().manual_seed(0)
+    feats = model.encode_sam_image(torch.randn(1, 3, 128, 128, generator=g))
+    dim = model.sam.sam_prompt_encoder.embed_dim
+    prompt = torch.randn(16, 1, dim, generator=g)
+    default = model.decode_masks(prompt, feats).low_res_logits
+    single = model.decode_masks(prompt, feats, multimask_fallback=False).low_res_logits
+    fallback = model.decode_masks(prompt, feats, multimask_fallback=True).low_res_logits
+    assert torch.equal(default, single)
+    changed = [not torch.equal(a, b) for a, b in zip(fallback, single)]
+    assert any(changed), "no unstable mask among the prompts: the check would not bite"
+    saved = json.loads((demo_model_dir / "inference_config.json").read_text())
+    assert InferenceConfig(**saved).stability_fallback is False
+
+
 def test_lens_demo_prints_reasoning_and_writes_one_overlay(tmp_path, demo_model_dir, capsys):
     from PIL import Image
 

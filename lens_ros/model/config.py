@@ -65,7 +65,8 @@ class SamConfig:
     #: build and keep ``memory_attention``, ``memory_encoder`` and ``maskmem_tpos_enc``; LENS
     #: deletes them (``samr1.py:296-298``), so False gives the released checkpoint's key set
     keep_memory_modules: bool = False
-    #: single-mask output falls back to the best multimask output when unstable (eval mode)
+    #: single-mask output falls back to the best multimask output when unstable (eval mode);
+    #: off for decoders trained with the single output only (the demo preset)
     dynamic_multimask_via_stability: bool = True
     dynamic_multimask_stability_delta: float = 0.05  #: logit band of the stability score
     dynamic_multimask_stability_thresh: float = 0.98  #: stability below this triggers fallback
@@ -201,6 +202,8 @@ class InferenceConfig:
     #: also report NO_TARGET when the answer holds no parsable box (off by default)
     no_target_without_box: bool = False
     #: mask decoder falls back to the best multimask output when the single mask is unstable
+    #: (SAM 2's rule, as LENS). Only for decoders whose multimask outputs were trained: the demo
+    #: model trains the single output only, and the fallback there picks untrained outputs
     stability_fallback: bool = True
     stability_delta: float = 0.05  #: logit band of SAM 2's stability score
     stability_thresh: float = 0.98  #: stability below this triggers the fallback
