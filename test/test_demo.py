@@ -259,3 +259,66 @@ def test_error_split_separates_resolution_from_localisation():
     counts = classify(records, refs)
     assert [counts[("all", c)] for c in CASES] == [1, 1, 1, 1]
     assert "| attribute | 4 | 0.25 | 0.25 | 0.25 | 0.25 | 0.50 |" in table(counts)
+
+
+def test_cell_split_finds_targets_that_lose_their_visual_token():
+    from lens_ros.training.demo_errors import CELLS, cell_table, token_cells
+
+    # 112 px image, 4 x 4 raster of 28 px cells; bbox = x, y, w, h
+    instances = {"images": [{"id": 1, "width": 112, "height": 112}],
+                 "annotations": [
+                     {"id": 1, "image_id": 1, "bbox": [0, 0, 20, 20]},      # cell (0, 0), larger
+                     {"id": 2, "image_id": 1, "bbox": [10, 10, 8, 8]},      # cell (0, 0), smaller
+                     {"id": 3, "image_id": 1, "bbox": [80, 80, 20, 20]},    # cell (3, 3), alone
+                     {"id": 4, "image_id": 1, "bbox": [100, 100, 12, 12]}]}  # centre 106: (3, 3)
+    cells = token_cells(instances, grid=4)
+    assert cells == {1: CELLS[1], 2: CELLS[2], 3: CELLS[1], 4: CELLS[2]}
+    instances["annotations"] = instances["annotations"][:3]
+    cells = token_cells(instances, grid=4)
+    assert cells[3] == CELLS[0]
+    assert token_cells(instances, grid=8)[2] == CELLS[0]  # a finer raster separates 1 and 2
+    refs = {0: {"ann_id": 2}, 1: {"ann_id": 3}, 2: {"ann_id": 3}}
+    records = [{"ref_id": 0, "level": "attribute", "box_iou": 0.9},
+               {"ref_id": 1, "level": "spatial", "box_iou": 0.7},
+               {"ref_id": 2, "level": "spatial", "box_iou": 0.2}]
+    text = cell_table(records, refs, cells)
+    assert "| overall | 2, 0.50 | 0, – | 1, 1.00 |" in text
+    assert "| attribute | 0, – | 0, – | 1, 1.00 |" in text
+    assert "| spatial | 2, 0.50 | 0, – | 0, – |" in text
+
+
+def test_linear_probe_reads_an_encoded_attribute_and_not_noise():
+    from lens_ros.training.demo_probe import linear_probe_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (600,), generator=g)
+    x = torch.randn(600, 16, generator=g)
+    x[:, 5] += 4.0 * y  # the class is written along one feature
+    _, acc = linear_probe_accuracy(x[:400], y[:400], x[400:], y[400:], 3)
+    assert acc > 0.95
+    _, chance = linear_probe_accuracy(x[:400, 6:], y[:400], x[400:, 6:], y[400:], 3)
+    assert chance < 0.55  # the other features carry nothing: near 1/3
+
+
+def test_listing_is_scored_object_by_object_at_its_rank():
+    from lens_ros.training.demo_probe import score_listing
+
+    objects = [("small red cube", (10, 10, 30, 30)), ("large blue ball", (50, 40, 90, 80))]
+    right = ('<think>the small red cube and the large blue ball</think><answer>'
+             '{"bbox_2d": [10, 11, 30, 30]}, {"bbox_2d": [50, 40, 90, 80]}</answer>')
+    assert score_listing(right, objects) == {"names": 2, "boxes": 2, "n": 2, "exact": 1.0}
+    swapped = ('<think>the large blue ball and the small red cube</think><answer>'
+               '{"bbox_2d": [50, 40, 90, 80]}</answer>')
+    assert score_listing(swapped, objects) == {"names": 0, "boxes": 0, "n": 2, "exact": 0.0}
+    assert score_listing("garbage", objects)["n"] == 2
+
+
+def test_probe_command_reports_tokens_and_listing(demo_model_dir, tiny_pools, capsys):
+    from lens_ros.training.demo_probe import main
+
+    assert main([str(demo_model_dir), "--pool-dir", str(tiny_pools), "--train", "5",
+                 "--test", "3", "--list-scenes", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| colour |" in out and "list the objects (2 val scenes" in out
+    assert main([str(demo_model_dir), "--pool-dir", str(tiny_pools), "--train", "8",
+                 "--test", "3", "--threads", "1"]) == 2
