@@ -306,10 +306,14 @@ def test_listing_is_scored_object_by_object_at_its_rank():
     objects = [("small red cube", (10, 10, 30, 30)), ("large blue ball", (50, 40, 90, 80))]
     right = ('<think>the small red cube and the large blue ball</think><answer>'
              '{"bbox_2d": [10, 11, 30, 30]}, {"bbox_2d": [50, 40, 90, 80]}</answer>')
-    assert score_listing(right, objects) == {"names": 2, "boxes": 2, "n": 2, "exact": 1.0}
+    assert score_listing(right, objects) == {"names": 2, "boxes": 2, "named": 2, "n": 2,
+                                             "exact": 1.0}
     swapped = ('<think>the large blue ball and the small red cube</think><answer>'
                '{"bbox_2d": [50, 40, 90, 80]}</answer>')
-    assert score_listing(swapped, objects) == {"names": 0, "boxes": 0, "n": 2, "exact": 0.0}
+    assert score_listing(swapped, objects) == {"names": 0, "boxes": 0, "named": 2, "n": 2,
+                                               "exact": 0.0}
+    twice = '<think>the small red cube and the small red cube</think><answer></answer>'
+    assert score_listing(twice, objects)["named"] == 1
     assert score_listing("garbage", objects)["n"] == 2
 
 
