@@ -57,3 +57,11 @@ def test_rescale_box_per_axis():
                                      (None, False)])
 def test_box_is_valid(box, ok):
     assert box_is_valid(box, (20, 32)) is ok
+
+
+def test_find_boxes_returns_every_json_box_in_order():
+    from lens_ros.model.answers import find_boxes
+
+    text = '{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [5.5, 6, 7, 8]}'
+    assert find_boxes(text) == [(1.0, 2.0, 3.0, 4.0), (5.5, 6.0, 7.0, 8.0)]
+    assert find_boxes("[1, 2, 3, 4]") == []  # only the JSON form lists several objects

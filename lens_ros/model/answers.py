@@ -63,6 +63,12 @@ def find_box(text: str) -> Box | None:
     return None
 
 
+def find_boxes(text: str) -> list[Box]:
+    """Every ``"bbox_2d": [...]`` box in ``text``, in order (multi-object answers such as the
+    demo's "list the objects")."""
+    return [tuple(float(g) for g in m) for m in _BBOX_2D.findall(text)]  # type: ignore[misc]
+
+
 def parse_answer(completion: str) -> ParsedAnswer:
     """Split a completion (generated text only, special tokens removed) into its parts.
 

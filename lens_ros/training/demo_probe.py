@@ -18,7 +18,6 @@ these say *where* the information is lost):
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD, box_iou
+from lens_ros.model.answers import find_boxes, parse_answer
 from lens_ros.synthetic.expressions import list_objects
 from lens_ros.synthetic.vocabulary import LIST_COMMAND, SHAPES
 from lens_ros.training.demo_pool import ScenePool, load_pool
@@ -34,8 +34,6 @@ from lens_ros.training.demo_samples import COLOUR_NAMES, SIZE_NAMES, aux_targets
 
 #: attribute -> number of classes, probed at every labelled token
 ATTRIBUTES = {"colour": len(COLOUR_NAMES), "shape": len(SHAPES), "size": len(SIZE_NAMES)}
-_LIST = re.compile(r"<think>(.*)</think><answer>(.*)</answer>", re.S)
-_BOX = re.compile(r"\[(\d+), (\d+), (\d+), (\d+)\]")
 
 
 @torch.no_grad()
@@ -105,10 +103,10 @@ def score_listing(answer: str, objects: list) -> dict:
     right: ``names`` / ``boxes`` = objects whose name / box (IoU >= 0.5) is right at their rank,
     ``named`` = objects whose name the answer lists anywhere (each listed name matches once),
     ``n`` = objects, ``exact`` = the whole name list is right."""
-    m = _LIST.search(answer or "")
-    said = [s.strip() for s in m.group(1).split(" and ")] if m else []
+    parsed = parse_answer(answer or "")
+    said = [s.strip() for s in parsed.reasoning.split(" and ") if s.strip()]
     said = [s[4:] if s.startswith("the ") else s for s in said]
-    boxes = [[int(v) for v in b] for b in _BOX.findall(m.group(2))] if m else []
+    boxes = [list(b) for b in find_boxes(parsed.answer)]
     names = sum(k < len(said) and said[k] == name for k, (name, _) in enumerate(objects))
     hits = sum(k < len(boxes) and box_iou(boxes[k], list(box)) >= BOX_ACC_THRESHOLD
                for k, (_, box) in enumerate(objects))
