@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD
+from lens_ros.training.demo_samples import token_cell
 from lens_ros.training.demo_tables import load_records
 from lens_ros.training.safe_pickle import safe_load
 
@@ -83,10 +84,8 @@ def token_cells(instances: dict, grid: int = 4) -> dict[int, str]:
     by_cell: dict[tuple, list] = {}
     for a in instances["annotations"]:
         x, y, w, h = a["bbox"]
-        iw, ih = size[a["image_id"]]
-        col = min(int((x + w / 2) * grid // iw), grid - 1)
-        row = min(int((y + h / 2) * grid // ih), grid - 1)
-        by_cell.setdefault((a["image_id"], row, col), []).append((w * h, a["id"]))
+        cell = token_cell((x, y, x + w, y + h), grid, *size[a["image_id"]])
+        by_cell.setdefault((a["image_id"], cell), []).append((w * h, a["id"]))
     out = {}
     for anns in by_cell.values():
         largest = max(area for area, _ in anns)

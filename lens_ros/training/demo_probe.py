@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
 import numpy as np
 import torch
@@ -76,8 +77,8 @@ def linear_probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
 def token_probe(model, processor, pool: ScenePool, train: range, test: range) -> dict:
     """{attribute: {"train": acc, "test": acc, "n_test": labelled test tokens}} for
     :data:`ATTRIBUTES`, probing the tokens of pool scenes ``train`` and ``test`` (disjoint)."""
-    grid = token_grid(model, int(pool.images.shape[1]))
     side = int(pool.images.shape[1])
+    grid = token_grid(model, side)
 
     def tokens_and_labels(idx: range):
         x = visual_tokens(model, processor, pool.images[idx.start:idx.stop])
@@ -110,12 +111,7 @@ def score_listing(answer: str, objects: list) -> dict:
     names = sum(k < len(said) and said[k] == name for k, (name, _) in enumerate(objects))
     hits = sum(k < len(boxes) and box_iou(boxes[k], list(box)) >= BOX_ACC_THRESHOLD
                for k, (_, box) in enumerate(objects))
-    left = list(said)
-    named = 0
-    for name, _ in objects:
-        if name in left:
-            left.remove(name)
-            named += 1
+    named = sum((Counter(said) & Counter(name for name, _ in objects)).values())
     return {"names": int(names), "boxes": int(hits), "named": named, "n": len(objects),
             "exact": float(said == [name for name, _ in objects])}
 

@@ -84,6 +84,14 @@ def token_grid(model, side: int = 112) -> int:
     return side // (int(v["patch_size"]) * int(v["spatial_merge_size"]))
 
 
+def token_cell(box, grid: int, width: int, height: int) -> int:
+    """Row-major index of the merged visual token (of ``grid`` x ``grid`` over a ``width`` x
+    ``height`` px image) that holds the centre of ``box`` (x1, y1, x2, y2 pixels)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return (min(int(cy * grid // height), grid - 1) * grid
+            + min(int(cx * grid // width), grid - 1))
+
+
 def aux_targets(pool: ScenePool, scene: int, grid: int = 4, side: int = 112) -> dict:
     """Dense targets on the grid x grid merged visual tokens (row-major, as the merger's order).
 
@@ -97,11 +105,9 @@ def aux_targets(pool: ScenePool, scene: int, grid: int = 4, side: int = 112) -> 
     size = np.full(n, -100, np.int64)
     box = np.zeros((n, 4), np.float32)
     area = np.zeros(n)
-    cell = side / grid
     for name, b in pool.meta[scene]["objects"]:
         sz, col, shp = name.split()
-        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-        k = min(int(cy // cell), grid - 1) * grid + min(int(cx // cell), grid - 1)
+        k = token_cell(b, grid, side, side)
         a = (b[2] - b[0]) * (b[3] - b[1])
         if a <= area[k]:
             continue  # the larger object wins a shared cell
