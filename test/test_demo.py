@@ -197,6 +197,35 @@ def test_aux_targets_follow_the_token_grid(tiny_pools):
         assert t["obj"][int(cy // 14) * 8 + int(cx // 14)] == 1.0
 
 
+def test_listing_think_lists_every_object_and_holds_the_answer_box(tiny_pools, demo_model_dir):
+    """The listing experiment's think names every object with its box, left to right; the
+    answer box is one of the listed boxes; the word tokenizer encodes it without <unk>."""
+    from transformers import AutoTokenizer
+
+    from lens_ros.model.answers import find_boxes, parse_answer
+    from lens_ros.training.demo_pool import load_pool
+    from lens_ros.training.demo_samples import make_sample
+    from lens_ros.training.sft import SFTConfig, config_from_args
+
+    pool = load_pool(tiny_pools, "normal")
+    tok = AutoTokenizer.from_pretrained(demo_model_dir)
+    scene = next(i for i in range(len(pool)) if len(pool.meta[i]["objects"]) >= 2)
+    plain = make_sample(pool, scene, 0, False)
+    listed = make_sample(pool, scene, 0, False, listing=True)
+    think = parse_answer(listed.completion).reasoning
+    assert think.endswith(". " + parse_answer(plain.completion).reasoning)
+    listed_boxes = find_boxes(think.replace("[", '{"bbox_2d": [').replace("]", "]}"))
+    assert listed_boxes == [tuple(b) for _, b in pool.meta[scene]["objects"]]
+    assert tuple(listed.box) in listed_boxes and listed.box == plain.box
+    ids = tok(listed.completion)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids) == listed.completion
+    flags = ["--listing", "true"]
+    assert config_from_args(SFTConfig, [], flags).listing is True
+    assert config_from_args(SFTConfig, [], ["--listing", "no"]).listing is False
+    with pytest.raises(SystemExit):
+        config_from_args(SFTConfig, [], ["--listing", "maybe"])
+
+
 def test_same_seed_and_step_budget_train_the_same_weights(tmp_path, tiny_pools):
     """The recipe's schedule follows steps (not the clock), so a rerun with the recipe's two
     threads is bit-identical."""

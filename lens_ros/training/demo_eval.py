@@ -16,11 +16,13 @@ from lens_ros.evaluation.metrics import box_iou, intersection_union, sentence_io
 from lens_ros.model.answers import parse_answer
 from lens_ros.model.config import InferenceConfig
 from lens_ros.model.segmenter import LensSegmenter
+from lens_ros.synthetic.expressions import list_objects
 from lens_ros.synthetic.scene import SceneConfig
 from lens_ros.synthetic.splits import make_split_scene
+from lens_ros.training.demo_samples import grounding_reasoning, listing_text
 
 #: a completion is format-valid when it is exactly think + one JSON box answer
-VALID = re.compile(r'<think>[a-z ]+</think><answer>\{"bbox_2d": \[\d+, \d+, \d+, \d+\]\}'
+VALID = re.compile(r'<think>[a-z0-9 ,.\[\]]+</think><answer>\{"bbox_2d": \[\d+, \d+, \d+, \d+\]\}'
                    r"</answer>")
 
 
@@ -31,9 +33,12 @@ def val_scenes(n: int, size: int = 112) -> tuple:
     return tuple(make_split_scene("val", i, cfg) for i in range(n))
 
 
-def evaluate(model, processor, n: int = 100, max_new_tokens: int = 48) -> dict:
+def evaluate(model, processor, n: int = 100, max_new_tokens: int = 160,
+             listing: bool = False) -> dict:
     """Box acc@0.5, mask IoU (cIoU and mean), format validity and think exactness on ``n`` val
-    scenes, overall and per level (``box_acc/<level>``). Leaves the model in train mode."""
+    scenes, overall and per level (``box_acc/<level>``). ``listing``: the expected think starts
+    with the object list (:func:`~lens_ros.training.demo_samples.grounding_reasoning`); then
+    ``eval/list_exact`` scores that list alone. Leaves the model in train mode."""
     seg = LensSegmenter(model, processor, InferenceConfig(max_new_tokens=max_new_tokens,
                                                           reasoning=True, repetition_penalty=1.0))
     t0 = time.perf_counter()
@@ -42,6 +47,8 @@ def evaluate(model, processor, n: int = 100, max_new_tokens: int = 48) -> dict:
     rows = []
     for scene in val_scenes(n):
         e = scene.expressions[0]
+        objects = list_objects(scene.objects)
+        expected = grounding_reasoning(objects, e.reasoning, listing)
         seg.set_image(scene.rgb)
         r = seg.segment(e.text)
         parsed = parse_answer(r.answer)
@@ -50,7 +57,9 @@ def evaluate(model, processor, n: int = 100, max_new_tokens: int = 48) -> dict:
         inter, union = inter + i, union + u
         row = {"acc": float(iou >= 0.5), "box_iou": iou, "mask_iou": sentence_iou(i, u),
                "valid": float(bool(VALID.fullmatch(r.answer.strip()))),
-               "think": float(parsed.reasoning == e.reasoning)}
+               "think": float(parsed.reasoning == expected)}
+        if listing:
+            row["list_exact"] = float(parsed.reasoning.startswith(listing_text(objects) + ". "))
         rows.append(row)
         by_level[e.level].append(row)
     model.train()

@@ -37,6 +37,7 @@ class MaskStageConfig:
     head_from: str = ""
     pool_dir: str = "data/demo_pool"  #: pools folder
     pool: str = "normal"  #: pool to draw scenes from
+    listing: bool = False  #: the SFT model was trained with listing thinks (``SFTConfig.listing``)
     box_jitter: float = 2.0  #: std of the Gaussian noise (pixels) on the teacher box corners
     steps: int = 1500  #: optimizer steps (cosine over them)
     max_minutes: float = 10.0  #: time budget
@@ -93,8 +94,8 @@ def run_mask_stage(cfg: MaskStageConfig) -> Path:
         minutes = (time.perf_counter() - t0) / 60
         if minutes >= cfg.max_minutes:
             break
-        samples = [make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)), False)
-                   for _ in range(cfg.batch_size)]
+        samples = [make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)), False,
+                               listing=cfg.listing) for _ in range(cfg.batch_size)]
         b = collate(samples, processor.tokenizer, processor)
         with torch.no_grad():
             vis = model.model.get_image_features(b["pixel_values"], b["image_grid_thw"],

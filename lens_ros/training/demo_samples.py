@@ -4,6 +4,9 @@ A grounding sample is (scene, expression): prompt = the LENS chain-of-thought pr
 command, completion = ``<think>{reasoning}</think><answer>{"bbox_2d": [x1, y1, x2, y2]}</answer>``
 with integer pixels of the 112 px LLM image (x2/y2 exclusive). A dense sample ("list the
 objects") answers every object's canonical name in its think and every box, left to right.
+With ``listing`` (an experiment, :func:`grounding_reasoning`) a grounding think first lists every
+object with its box, left to right, then resolves the command, so the answer box can be copied
+from the list (resolution becomes text-to-text matching).
 Targets of the auxiliary dense loss: for each of the G x G merged visual tokens (4 x 4 at patch 14,
 8 x 8 at patch 7 on 112 px), whether an object's box centre falls in its cell, and that object's
 colour, shape, size and box.
@@ -36,6 +39,20 @@ def completion_text(reasoning: str, boxes: list) -> str:
     return f"<think>{reasoning}</think><answer>{answer}</answer><|im_end|>"
 
 
+def listing_text(objects) -> str:
+    """Every object's name and box, left to right; ``objects`` = [[name, [x1, y1, x2, y2]], ...]
+    as in a pool's meta (:func:`~lens_ros.synthetic.expressions.list_objects`), e.g.
+    ``the large red cone [73, 30, 92, 51] and the small blue ball [12, 40, 25, 53]``."""
+    return " and ".join(f"the {name} [{', '.join(str(int(round(v))) for v in box)}]"
+                        for name, box in objects)
+
+
+def grounding_reasoning(objects, reasoning: str, listing: bool = False) -> str:
+    """The think text of a grounding sample: the expression's ``reasoning``, or with ``listing``
+    the scene's object list (:func:`listing_text`), ``. ``, then ``reasoning``."""
+    return f"{listing_text(objects)}. {reasoning}" if listing else reasoning
+
+
 @dataclass
 class Sample:
     """One supervised sample. ``image`` HxWx3 uint8; ``mask`` HxW bool target (union for dense);
@@ -51,9 +68,11 @@ class Sample:
     aux: dict | None = None  #: :func:`aux_targets` of the scene
 
 
-def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool, grid: int = 4) -> Sample:
+def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool, grid: int = 4,
+                listing: bool = False) -> Sample:
     """Sample ``choice`` (an expression index, taken modulo) of ``scene``, or its dense sample;
-    ``grid`` = merged visual tokens per image side (for the aux targets)."""
+    ``grid`` = merged visual tokens per image side (for the aux targets); ``listing``: see
+    :func:`grounding_reasoning`."""
     meta = pool.meta[scene]
     img = pool.images[scene]
     if dense or not meta["expressions"]:
@@ -65,7 +84,8 @@ def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool, grid: int
                       aux_targets(pool, scene, grid))
     e = meta["expressions"][choice % len(meta["expressions"])]
     box = _target_box(pool, scene, e["target"])
-    return Sample(scene, e["text"], completion_text(e["reasoning"], [box]), img,
+    think = grounding_reasoning(meta["objects"], e["reasoning"], listing)
+    return Sample(scene, e["text"], completion_text(think, [box]), img,
                   pool.mask(scene, e["target"]), box, e["level"],
                   aux_targets(pool, scene, grid))
 

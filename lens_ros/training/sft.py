@@ -43,6 +43,8 @@ class SFTConfig:
     easy_fraction: float = 0.3  #: the first this share of the run draws only easy scenes
     easy_share_after: float = 0.2  #: afterwards, this share of each batch stays easy
     dense_fraction: float = 0.5  #: share of "list the objects" samples in a batch
+    listing: bool = False  #: grounding thinks list every object with its box first (experiment;
+    #: ``demo_samples.grounding_reasoning``)
     aux_weight: float = 1.0  #: weight of the dense visual-token loss (0 = off)
     coord_weight: float = 1.0  #: cross-entropy weight of the coordinate tokens (others 1)
     steps: int = 6000  #: optimizer steps (the cosine schedule spans them)
@@ -223,7 +225,7 @@ def run_sft(cfg: SFTConfig) -> Path:
         for _ in range(cfg.batch_size):
             pool = pools["easy" if rng.random() < easy_share else "normal"]
             samples.append(make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)),
-                                       rng.random() < cfg.dense_fraction, grid))
+                                       rng.random() < cfg.dense_fraction, grid, cfg.listing))
         opt.zero_grad(set_to_none=True)
         b = collate(samples, tok, processor, with_aux=cfg.aux_weight > 0)
         vis = model.model.get_image_features(b["pixel_values"], b["image_grid_thw"],
@@ -261,7 +263,7 @@ def run_sft(cfg: SFTConfig) -> Path:
 def _eval_and_save(model, processor, inference, cfg, out: Path, step: int, minutes: float,
                    best: float, key: str = "eval/acc") -> float:
     """Held-out evaluation; saves ``last/`` and, when ``key`` improved, ``best/``."""
-    ev = evaluate(model, processor, cfg.eval_scenes)
+    ev = evaluate(model, processor, cfg.eval_scenes, listing=cfg.listing)
     ev.update({"step": step, "minutes": minutes})
     append_jsonl(out / "metrics.jsonl", ev)
     log.info("eval at step %d (%.1f min): %s", step, minutes,
@@ -306,6 +308,17 @@ def _plot(out: Path) -> None:
     plt.close(fig)
 
 
+def _flag(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no) of a boolean ``--field value`` flag."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(
+        text.strip().lower())
+    if value is None:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def config_from_args(cls, config_files: list[str], rest: list[str]):
     """A dataclass ``cls`` from merged YAML files, then ``--field value`` flags (later wins)."""
     import argparse
@@ -323,7 +336,7 @@ def config_from_args(cls, config_files: list[str], rest: list[str]):
     for name, f in names.items():
         default = values.get(name, f.default if f.default is not dataclasses.MISSING
                              else f.default_factory())
-        kind = {"int": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "bool": _flag}.get(str(f.type), str)
         parser.add_argument(f"--{name}", type=kind, default=default, help=f"(default {default})")
     args = parser.parse_args(rest)
     data = vars(args)
