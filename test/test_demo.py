@@ -346,6 +346,25 @@ def test_listing_is_scored_object_by_object_at_its_rank():
     assert score_listing("garbage", objects)["n"] == 2
 
 
+def test_listing_grounding_separates_reading_resolving_and_copying():
+    from lens_ros.training.demo_probe import score_listing_grounding
+    from lens_ros.training.demo_samples import listing_text, parse_listing
+
+    objects = [("large red cube", [10, 10, 30, 30]), ("small blue ball", [50, 50, 62, 62])]
+    assert parse_listing(listing_text(objects) + ". it is the small blue ball") == objects
+    # the list misreads the ball's shape, the resolution names the cube, the answer is a copy
+    think = ("the large red cube [10, 10, 30, 30] and the small blue cone [50, 50, 62, 62]. "
+             "there are two objects and it is the large red cube")
+    s = score_listing_grounding(think, (10, 10, 30, 30), objects, "small blue ball")
+    assert (s["names"], s["boxes"], s["boxed"]) == (1, 2, 2)
+    assert (s["size"], s["colour"], s["shape"]) == (2, 2, 1)
+    assert (s["named"], s["hit"], s["copied"], s["copy_hit"]) == (0, 0, 1, 0)
+    # the right object named, but the answer box is not taken from the list (and misses)
+    think = listing_text(objects) + ". only one ball is here and it is the small blue ball"
+    s = score_listing_grounding(think, (0, 0, 8, 8), objects, "small blue ball")
+    assert (s["named"], s["hit"], s["copied"], s["copy_hit"]) == (1, 0, 0, 1)
+
+
 def test_probe_command_reports_tokens_and_listing(demo_model_dir, tiny_pools, capsys):
     from lens_ros.training.demo_probe import main
 

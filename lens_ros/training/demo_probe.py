@@ -12,6 +12,11 @@ these say *where* the information is lost):
 * **listing** -- the model's greedy answer to "list the objects" on val scenes, scored object by
   object at its rank (objects are listed left to right): the canonical name, and the box at
   IoU >= 0.5. This is what the language model actually reads out of those tokens, in text.
+* **listing grounding** (``--grounding-scenes N``, models trained with listing thinks,
+  ``SFTConfig.listing``) -- for commands on val scenes, splits the think into its object list and
+  its resolution: how well the list reads the scene (name and box at rank, and which attribute of
+  a well-boxed object's name is wrong), whether the resolution names the target, and whether the
+  answer box is copied from the list (and what box accuracy a perfect copy would give).
 
     python -m lens_ros.training.demo_probe runs/demo/sft/last [--pool-dir data/demo_pool]
 """
@@ -31,7 +36,9 @@ from lens_ros.model.answers import find_boxes, parse_answer
 from lens_ros.synthetic.expressions import list_objects
 from lens_ros.synthetic.vocabulary import LIST_COMMAND, SHAPES
 from lens_ros.training.demo_pool import ScenePool, load_pool
-from lens_ros.training.demo_samples import COLOUR_NAMES, SIZE_NAMES, aux_targets, token_grid
+from lens_ros.training.demo_errors import named_target
+from lens_ros.training.demo_samples import (COLOUR_NAMES, SIZE_NAMES, aux_targets, parse_listing,
+                                            token_grid)
 
 #: attribute -> number of classes, probed at every labelled token
 ATTRIBUTES = {"colour": len(COLOUR_NAMES), "shape": len(SHAPES), "size": len(SIZE_NAMES)}
@@ -133,6 +140,58 @@ def listing_accuracy(segmenter, scenes) -> dict:
             "scenes": len(scenes)}
 
 
+def score_listing_grounding(reasoning: str, box, objects: list, target: str) -> dict:
+    """One command's listing think (``reasoning``), answer ``box`` (xyxy or None), scene
+    ``objects`` = [(name, box)] left to right and the target's name -> counts: ``names`` /
+    ``boxes`` right at their rank, per-word hits ``size`` / ``colour`` / ``shape`` over the
+    ``boxed`` objects whose listed box is right, ``named`` (the resolution ends on the target),
+    ``hit`` (answer box@0.5), ``copied`` (answer box within IoU 0.9 of the listed box of the
+    object it names), ``copy_hit`` (that listed box hits the target: a perfect copy's accuracy)."""
+    items = parse_listing(reasoning or "")
+    listed = dict(items)
+    truth = dict(objects)
+    out = Counter(objects=len(objects))
+    for k, (name, obj_box) in enumerate(objects):
+        if k >= len(items):
+            break
+        out["names"] += items[k][0] == name
+        if box_iou(items[k][1], list(obj_box)) >= BOX_ACC_THRESHOLD:
+            out["boxes"] += 1
+            said, real = items[k][0].split(), name.split()
+            if len(said) == len(real) == 3:
+                out["boxed"] += 1
+                for word, a, b in zip(("size", "colour", "shape"), said, real):
+                    out[word] += a == b
+    said = named_target((reasoning or "").partition(". ")[2])
+    out["named"] = int(said == target)
+    out["hit"] = int(box is not None and box_iou(list(box), list(truth[target]))
+                     >= BOX_ACC_THRESHOLD)
+    if said in listed:
+        out["copied"] = int(box is not None and box_iou(list(box), listed[said]) >= 0.9)
+        out["copy_hit"] = int(box_iou(listed[said], list(truth[target])) >= BOX_ACC_THRESHOLD)
+    return dict(out)
+
+
+def listing_grounding(segmenter, scenes) -> dict:
+    """:func:`score_listing_grounding` summed over the first command of each scene and turned
+    into rates (per object for the list, per listed-and-boxed object for the words, per command
+    for the rest)."""
+    total: Counter = Counter()
+    for scene in scenes:
+        e = scene.expressions[0]
+        segmenter.set_image(scene.rgb)
+        parsed = parse_answer(segmenter.segment(e.text).answer)
+        total.update(score_listing_grounding(parsed.reasoning, parsed.box,
+                                             list_objects(scene.objects),
+                                             scene.objects[e.target].spec.name))
+    n, objs, boxed = max(1, len(scenes)), max(1, total["objects"]), max(1, total["boxed"])
+    out = {"commands": len(scenes), "objects": total["objects"],
+           "name_at_rank": total["names"] / objs, "box_at_rank": total["boxes"] / objs}
+    out.update({w: total[w] / boxed for w in ("size", "colour", "shape")})
+    out.update({k: total[k] / n for k in ("named", "hit", "copied", "copy_hit")})
+    return out
+
+
 def main(argv=None) -> int:
     from lens_ros.model.checkpoints import load_checkpoint
     from lens_ros.model.segmenter import LensSegmenter
@@ -147,6 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--test", type=int, default=1000,
                    help="pool scenes to score them on (the pool's last ones)")
     p.add_argument("--list-scenes", type=int, default=100, help="val scenes for the listing")
+    p.add_argument("--grounding-scenes", type=int, default=0,
+                   help="val commands for the listing-grounding split (listing-think models)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -173,6 +234,15 @@ def main(argv=None) -> int:
           f"at its rank {lst['name_at_rank']:.3f} (listed in any order {lst['name_anywhere']:.3f}), "
           f"box@0.5 at its rank {lst['box_at_rank']:.3f}, "
           f"whole name list exact {lst['exact_list']:.3f}")
+    if args.grounding_scenes > 0:
+        seg = LensSegmenter(model, ck.processor, ck.inference.replace(max_new_tokens=160))
+        g = listing_grounding(seg, val_scenes(args.grounding_scenes))
+        print(f"\nlisting grounding ({g['commands']} val commands, {g['objects']} objects): list "
+              f"name at rank {g['name_at_rank']:.3f}, box@0.5 at rank {g['box_at_rank']:.3f}; "
+              f"words of well-boxed objects: size {g['size']:.3f}, colour {g['colour']:.3f}, "
+              f"shape {g['shape']:.3f}; resolution names the target {g['named']:.3f}; box acc "
+              f"{g['hit']:.3f}; answer copies the named object's listed box {g['copied']:.3f}; "
+              f"a perfect copy would hit {g['copy_hit']:.3f}")
     return 0
 
 

@@ -13,6 +13,7 @@ colour, shape, size and box.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,16 @@ def listing_text(objects) -> str:
     ``the large red cone [73, 30, 92, 51] and the small blue ball [12, 40, 25, 53]``."""
     return " and ".join(f"the {name} [{', '.join(str(int(round(v))) for v in box)}]"
                         for name, box in objects)
+
+
+_LISTED = re.compile(r"the ([a-z ]+?) \[(\d+), (\d+), (\d+), (\d+)\]")
+
+
+def parse_listing(think: str) -> list[tuple[str, list[int]]]:
+    """The inverse of :func:`listing_text` on the text before the first ``. `` of a listing
+    think: [(name, [x1, y1, x2, y2]), ...] in the order written (malformed items are skipped)."""
+    head = think.partition(". ")[0]
+    return [(m[0], [int(v) for v in m[1:]]) for m in _LISTED.findall(head)]
 
 
 def grounding_reasoning(objects, reasoning: str, listing: bool = False) -> str:
