@@ -219,8 +219,15 @@ def test_listing_think_lists_every_object_and_holds_the_answer_box(tiny_pools, d
     assert tuple(listed.box) in listed_boxes and listed.box == plain.box
     ids = tok(listed.completion)["input_ids"]
     assert tok.unk_token_id not in ids and tok.decode(ids) == listed.completion
-    flags = ["--listing", "true"]
-    assert config_from_args(SFTConfig, [], flags).listing is True
+    # the monitor credits a listing think only when the model writes one (the shipped one does not)
+    from lens_ros.training.demo_eval import evaluate
+    from lens_ros.training.sft import load_start
+
+    model, processor, _ = load_start(str(demo_model_dir), "demo")
+    ev, plain_ev = evaluate(model, processor, 2, listing=True), evaluate(model, processor, 2)
+    assert ev["eval/list_names"] == 0.0 and ev["eval/think"] == 0.0
+    assert ev["eval/acc"] == plain_ev["eval/acc"] and "eval/list_names" not in plain_ev
+    assert config_from_args(SFTConfig, [], ["--listing", "true"]).listing is True
     assert config_from_args(SFTConfig, [], ["--listing", "no"]).listing is False
     with pytest.raises(SystemExit):
         config_from_args(SFTConfig, [], ["--listing", "maybe"])

@@ -19,7 +19,7 @@ from lens_ros.model.segmenter import LensSegmenter
 from lens_ros.synthetic.expressions import list_objects
 from lens_ros.synthetic.scene import SceneConfig
 from lens_ros.synthetic.splits import make_split_scene
-from lens_ros.training.demo_samples import grounding_reasoning, listing_text
+from lens_ros.training.demo_samples import grounding_reasoning, parse_listing
 
 #: a completion is format-valid when it is exactly think + one JSON box answer
 VALID = re.compile(r'<think>[a-z0-9 ,.\[\]]+</think><answer>\{"bbox_2d": \[\d+, \d+, \d+, \d+\]\}'
@@ -38,7 +38,8 @@ def evaluate(model, processor, n: int = 100, max_new_tokens: int = 160,
     """Box acc@0.5, mask IoU (cIoU and mean), format validity and think exactness on ``n`` val
     scenes, overall and per level (``box_acc/<level>``). ``listing``: the expected think starts
     with the object list (:func:`~lens_ros.training.demo_samples.grounding_reasoning`); then
-    ``eval/list_exact`` scores that list alone. Leaves the model in train mode."""
+    ``eval/list_names`` = the list names every object right, in order (boxes not compared).
+    Leaves the model in train mode."""
     seg = LensSegmenter(model, processor, InferenceConfig(max_new_tokens=max_new_tokens,
                                                           reasoning=True, repetition_penalty=1.0))
     t0 = time.perf_counter()
@@ -59,7 +60,8 @@ def evaluate(model, processor, n: int = 100, max_new_tokens: int = 160,
                "valid": float(bool(VALID.fullmatch(r.answer.strip()))),
                "think": float(parsed.reasoning == expected)}
         if listing:
-            row["list_exact"] = float(parsed.reasoning.startswith(listing_text(objects) + ". "))
+            said = [name for name, _ in parse_listing(parsed.reasoning)]
+            row["list_names"] = float(said == [name for name, _ in objects])
         rows.append(row)
         by_level[e.level].append(row)
     model.train()
