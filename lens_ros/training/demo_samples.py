@@ -29,9 +29,14 @@ COLOUR_NAMES = tuple(COLOURS)
 SIZE_NAMES = tuple(SIZES)
 
 
+def coords_text(box) -> str:
+    """``x1, y1, x2, y2`` with integer pixels."""
+    return ", ".join(str(int(round(v))) for v in box)
+
+
 def box_text(box) -> str:
     """``{"bbox_2d": [x1, y1, x2, y2]}`` with integer pixels."""
-    return '{"bbox_2d": [' + ", ".join(str(int(round(v))) for v in box) + "]}"
+    return '{"bbox_2d": [' + coords_text(box) + "]}"
 
 
 def completion_text(reasoning: str, boxes: list) -> str:
@@ -44,8 +49,7 @@ def listing_text(objects) -> str:
     """Every object's name and box, left to right; ``objects`` = [[name, [x1, y1, x2, y2]], ...]
     as in a pool's meta (:func:`~lens_ros.synthetic.expressions.list_objects`), e.g.
     ``the large red cone [73, 30, 92, 51] and the small blue ball [12, 40, 25, 53]``."""
-    return " and ".join(f"the {name} [{', '.join(str(int(round(v))) for v in box)}]"
-                        for name, box in objects)
+    return " and ".join(f"the {name} [{coords_text(box)}]" for name, box in objects)
 
 
 _LISTED = re.compile(r"the ([a-z ]+?) \[(\d+), (\d+), (\d+), (\d+)\]")
