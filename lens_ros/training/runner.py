@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -27,7 +29,14 @@ def load_start_model(model_args: ModelArguments, output_dir: str):
                                   "preset (e.g. 'tiny' for a smoke run)")
         path = Path(output_dir) / "init"
         if not (path / "config.json").is_file():
-            save_preset_checkpoint(model_args.preset, path, seed=0)
+            # written whole under a private name, then renamed: a reader (another rank, a rerun)
+            # sees either no ``init`` or a complete one
+            partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+            save_preset_checkpoint(model_args.preset, partial, seed=0)
+            try:
+                partial.rename(path)
+            except OSError:  # another process finished first; its copy is identical (seed 0)
+                shutil.rmtree(partial, ignore_errors=True)
     loaded = load_checkpoint(path)
     return loaded.model.train(), loaded.processor
 
@@ -52,8 +61,11 @@ def run(stage: str, model_args: ModelArguments, data_cfg: DataConfig,
     (steps, skipped records by reason).
     """
     torch.manual_seed(train_args.seed)
-    model, processor = load_start_model(model_args, train_args.output_dir)
-    items, skips = build_items(data_cfg, train_args.output_dir)
+    # the main process writes the preset's ``init`` and any toy data first; the other ranks wait
+    # at a barrier and then read what it wrote
+    with train_args.main_process_first(local=True, desc="starting model and data"):
+        model, processor = load_start_model(model_args, train_args.output_dir)
+        items, skips = build_items(data_cfg, train_args.output_dir)
     if stage == "stage1":
         from lens_ros.training.stage1 import LensStage1Trainer
 
