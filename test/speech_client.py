@@ -52,18 +52,29 @@ class SpeechProbe(ProbeNode):
                          history=HistoryPolicy.KEEP_LAST, depth=500)
         self.audio_pub = self.node.create_publisher(AudioChunk, "audio", qos)
         self.commands, self.transcripts, self.diagnostics = [], [], []
-        self.node.create_subscription(String, "command", lambda m: self.commands.append(m.data),
-                                      qos)
-        self.node.create_subscription(Transcript, "speech/transcript", self.transcripts.append,
-                                      qos)
+        self.command_sub = self.node.create_subscription(
+            String, "command", lambda m: self.commands.append(m.data), qos)
+        self.transcript_sub = self.node.create_subscription(
+            Transcript, "speech/transcript", self.transcripts.append, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics",
                                       self.diagnostics.append, qos)
         self.AudioChunk = AudioChunk
         self.sent = 0
 
-    def wait_listener(self, timeout: float = 30.0) -> None:
+    def wait_listener(self, timeout: float = 30.0, command_subscribers: int = 1) -> None:
+        """Wait until speech_node hears our audio, we hear its command and transcript, and
+        (its diagnostic says) its command reaches ``command_subscribers`` matched readers:
+        a message published before a pair of endpoints has matched is lost, and the pairs
+        match one by one."""
         assert self.spin_until(lambda: self.audio_pub.get_subscription_count() > 0, timeout), \
             "speech_node's audio subscription did not appear"
+        assert self.spin_until(lambda: self.command_sub.get_publisher_count() > 0
+                               and self.transcript_sub.get_publisher_count() > 0, timeout), \
+            "speech_node's command/transcript publishers are not matched with the probe"
+        assert self.spin_until(
+            lambda: int(self.latest_diagnostic().get("command_subscribers", 0))
+            >= command_subscribers, timeout), \
+            f"speech_node's command does not reach {command_subscribers} subscriber(s)"
 
     def say(self, pcm: np.ndarray, rate: int = RATE, chunk_s: float = 0.1,
             silence_s: float = 1.0, stamp: float = 1000.0, **chunk_fields) -> None:

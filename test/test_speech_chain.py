@@ -28,7 +28,7 @@ def test_spoken_command_gives_a_lens_result_for_the_spoken_text(spawn, tiny_mode
     probe = SpeechProbe("speech_chain_probe")
     try:
         client.wait_active()
-        probe.wait_listener()
+        probe.wait_listener(command_subscribers=2)  # the probe and lens_node
         img = make_image(48, 64, stamp=(77, 0), frame_id="cam_speech")
         client.publish_image(img)
         client.spin(0.3)

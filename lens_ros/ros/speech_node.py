@@ -317,6 +317,9 @@ class SpeechNode(LifecycleNode):
                           level_db=f"{seg.level_db:.1f}",
                           floor_db=f"{seg.floor_db:.1f}" if seg.floor_db is not None else "",
                           queue_length=q.qsize() if q else 0)
+        pubs = self._pubs
+        if pubs:  # how many matched subscribers a command reaches (0: nobody is listening)
+            values.update(command_subscribers=pubs["command"].get_subscription_count())
         if self.last is not None:
             values.update(last_text=self.last.text, last_reason=self.last.reason,
                           last_decode_ms=f"{self.last.decode_ms:.1f}")
