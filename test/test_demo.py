@@ -223,10 +223,14 @@ def test_listing_think_lists_every_object_and_holds_the_answer_box(tiny_pools, d
     from lens_ros.training.demo_eval import evaluate
     from lens_ros.training.sft import load_start
 
-    model, processor, _ = load_start(str(demo_model_dir), "demo")
+    model, processor, inference = load_start(str(demo_model_dir), "demo")
     ev, plain_ev = evaluate(model, processor, 2, listing=True), evaluate(model, processor, 2)
     assert ev["eval/list_names"] == 0.0 and ev["eval/think"] == 0.0
     assert ev["eval/acc"] == plain_ev["eval/acc"] and "eval/list_names" not in plain_ev
+    # the monitor segments with the model's own inference defaults (here: no pixel passes)
+    blind = evaluate(model, processor, 2, inference=inference.replace(mask_threshold=1e9))
+    assert plain_ev["eval/mask_iou"] > 0 and blind["eval/mask_iou"] == 0.0
+    assert blind["eval/acc"] == plain_ev["eval/acc"]
     assert config_from_args(SFTConfig, [], ["--listing", "true"]).listing is True
     assert config_from_args(SFTConfig, [], ["--listing", "no"]).listing is False
     with pytest.raises(SystemExit):

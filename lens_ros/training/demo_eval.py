@@ -34,14 +34,18 @@ def val_scenes(n: int, size: int = 112) -> tuple:
 
 
 def evaluate(model, processor, n: int = 100, max_new_tokens: int = 160,
-             listing: bool = False) -> dict:
+             listing: bool = False, inference: InferenceConfig | None = None) -> dict:
     """Box acc@0.5, mask IoU (cIoU and mean), format validity and think exactness on ``n`` val
     scenes, overall and per level (``box_acc/<level>``). ``listing``: the expected think starts
     with the object list (:func:`~lens_ros.training.demo_samples.grounding_reasoning`); then
     ``eval/list_names`` = the list names every object right, in order (boxes not compared).
-    Leaves the model in train mode."""
-    seg = LensSegmenter(model, processor, InferenceConfig(max_new_tokens=max_new_tokens,
-                                                          reasoning=True, repetition_penalty=1.0))
+    ``inference``: the model's inference defaults (the demo preset's turn SAM 2's stability
+    fallback off; the library defaults would score masks the model never trained); greedy,
+    with the reasoning prompt and no repetition penalty either way. Leaves the model in train
+    mode."""
+    config = (inference or InferenceConfig()).replace(
+        max_new_tokens=max_new_tokens, reasoning=True, repetition_penalty=1.0)
+    seg = LensSegmenter(model, processor, config)
     t0 = time.perf_counter()
     by_level: dict[str, list] = defaultdict(list)
     inter = union = 0.0

@@ -263,7 +263,8 @@ def run_sft(cfg: SFTConfig) -> Path:
 def _eval_and_save(model, processor, inference, cfg, out: Path, step: int, minutes: float,
                    best: float, key: str = "eval/acc") -> float:
     """Held-out evaluation; saves ``last/`` and, when ``key`` improved, ``best/``."""
-    ev = evaluate(model, processor, cfg.eval_scenes, listing=cfg.listing)
+    ev = evaluate(model, processor, cfg.eval_scenes, listing=cfg.listing,
+                  inference=inference)
     ev.update({"step": step, "minutes": minutes})
     append_jsonl(out / "metrics.jsonl", ev)
     log.info("eval at step %d (%.1f min): %s", step, minutes,
