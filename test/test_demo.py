@@ -385,3 +385,20 @@ def test_probe_command_reports_tokens_and_listing(demo_model_dir, tiny_pools, ca
     assert "| colour |" in out and "list the objects (2 val scenes" in out
     assert main([str(demo_model_dir), "--pool-dir", str(tiny_pools), "--train", "8",
                  "--test", "3", "--threads", "1"]) == 2
+
+
+@pytest.mark.parametrize("overlay", ["sft_listing.yaml", "sft_more.yaml"])
+def test_experiment_overlays_parse_over_the_recipe_config(overlay):
+    """The documented experiment configs layer over sft.yaml without unknown keys and change
+    what they say they change."""
+    from lens_ros.training.sft import SFTConfig, config_from_args
+
+    base = config_from_args(SFTConfig, [str(REPO / "config/demo/sft.yaml")], [])
+    cfg = config_from_args(SFTConfig, [str(REPO / "config/demo/sft.yaml"),
+                                       str(REPO / "config/demo" / overlay)], [])
+    assert cfg.output_dir != base.output_dir  # never overwrites the recipe's run
+    if overlay == "sft_more.yaml":
+        assert cfg.init == "runs/demo/sft/last" and cfg.easy_fraction == 0.0
+        assert cfg.lr < base.lr and cfg.seed == base.seed
+    else:
+        assert cfg.listing and not base.listing
