@@ -19,9 +19,9 @@ setup(
             "speech_node = lens_ros.ros.speech_node:main",
             "lens-train = lens_ros.training.cli:main",
             "lens-eval = lens_ros.evaluation.cli:main",
-            "lens-bag = lens_ros.bag.cli:main",
-            "lens-demo = lens_ros.demo:main",
-            "lens-say = lens_ros.speech.say:main",
+            "lens-bag = lens_ros.ros.bag_cli:main",
+            "lens-demo = lens_ros.demo.cli:main",
+            "lens-say = lens_ros.ros.say:main",
         ],
     },
 )

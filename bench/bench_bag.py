@@ -19,7 +19,7 @@ from lens_ros.bag.io import OutputBag, message_types
 from lens_ros.bag.runner import BagRunner, RunConfig
 from lens_ros.model import LensSegmenter
 from lens_ros.model.presets import save_preset_checkpoint
-from lens_ros.ros.image_conversion import make_header, numpy_to_image
+from lens_ros.conversions.image import make_header, numpy_to_image
 
 COMMAND = "the red box on the left"
 TARGET_SHARE = 0.10

@@ -5,7 +5,7 @@ Prints the median of 50 runs after a warm-up, next to the target and the naive b
 
 import numpy as np
 
-from lens_ros.ros.image_conversion import image_to_rgb, mask_to_image, numpy_to_image, rgb_to_image
+from lens_ros.conversions.image import image_to_rgb, mask_to_image, numpy_to_image, rgb_to_image
 from timing import median_ms
 
 

@@ -115,7 +115,7 @@ def _receive_ms(msg, repeats: int = 20) -> float:
 
 def bench_size(probe: Probe, w: int, h: int, args, rng) -> dict:
     """Frames and commands one at a time; node-side figures read back from /diagnostics."""
-    from lens_ros.ros.image_conversion import make_header, numpy_to_image, rclpy_types
+    from lens_ros.conversions.image import make_header, numpy_to_image, rclpy_types
 
     types = rclpy_types()
     node_ms, model_ms, e2e_ms = [], [], []

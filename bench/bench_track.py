@@ -31,7 +31,7 @@ from lens_ros.model.presets import build_lens, tiny_config  # noqa: E402
 from lens_ros.model.processing import build_processor  # noqa: E402
 from lens_ros.model.segmenter import LensSegmenter  # noqa: E402
 from lens_ros.model.tokenizer import build_bpe_tokenizer  # noqa: E402
-from lens_ros.model.tracking import Tracker  # noqa: E402
+from lens_ros.model.tracking.memory import Tracker  # noqa: E402
 from lens_ros.synthetic import SceneConfig, make_sequence  # noqa: E402
 
 

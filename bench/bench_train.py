@@ -59,9 +59,9 @@ def run_setting(model_dir, data_root, g: int, steps: int, warmup: int, completio
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
 
-    from lens_ros.model.checkpoints import load_checkpoint
+    from lens_ros.model.build import load_checkpoint
     from lens_ros.training.batching import GrpoRows
-    from lens_ros.training.data import ItemDataset, ReferSegSource
+    from lens_ros.data.sources import ItemDataset, ReferSegSource
     from lens_ros.training.grpo import LensGRPOTrainer
     from lens_ros.training.grpo_config import LensGRPOConfig
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.manual_seed(args.seed)
     from lens_ros.model.presets import save_preset_checkpoint
-    from lens_ros.training.toydata import write_toy_refer_seg
+    from lens_ros.data.toydata import write_toy_refer_seg
 
     tmp = tempfile.mkdtemp(prefix="bench_train_")
     model_dir = save_preset_checkpoint("tiny", os.path.join(tmp, "tiny"), seed=args.seed)

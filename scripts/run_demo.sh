@@ -11,4 +11,4 @@ MODEL=${DEMO_MODEL:-models/lens-demo}
 BAG=${DEMO_BAG:-data/demo_bag}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export AMENT_PREFIX_PATH=${AMENT_PREFIX_PATH:-$(cd "$VENV" && pwd)}
-exec "$VENV/bin/python" -m lens_ros.demo_bag --model "$MODEL" --bag "$BAG" --out "$OUT"
+exec "$VENV/bin/python" -m lens_ros.demo.bag --model "$MODEL" --bag "$BAG" --out "$OUT"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped demo model from scratch (the body of `make train-demo`):
-#   scene pools -> lens-train sft -> lens-train demo-mask -> lens-eval (before GRPO)
+#   scene pools -> demo.train sft -> demo.train mask -> lens-eval (before GRPO)
 #   -> lens-train grpo -> lens-eval (after GRPO) -> the better model, fp16, to models/lens-demo.
 # Every budget is a number of steps (not minutes), with the seed in the configs, so a rerun on
 # the same machine type trains the same weights; two CPU threads (the 2-core budget).
@@ -32,26 +32,26 @@ start=$(date +%s)
 step() { echo; echo "== [$(( ($(date +%s) - start) / 60 )) min] $*"; }
 
 step "scene pools in $POOLS (train-split seeds; skipped when present)"
-[ -f "$POOLS/easy.npz" ] || "$PY/python" -m lens_ros.training.demo_pool --out "$POOLS" \
+[ -f "$POOLS/easy.npz" ] || "$PY/python" -m lens_ros.demo.pool --out "$POOLS" \
     --name easy --scenes 6000 --min-objects 1 --max-objects 3 --offset 5000000
-[ -f "$POOLS/normal.npz" ] || "$PY/python" -m lens_ros.training.demo_pool --out "$POOLS" \
+[ -f "$POOLS/normal.npz" ] || "$PY/python" -m lens_ros.demo.pool --out "$POOLS" \
     --name normal --scenes 16000
 [ -f data/refer_seg/synthetic/instances.json ] || "$PY/python" -m lens_ros.synthetic refcoco \
     --out data/refer_seg --train 0 --val 0 --test 400 --expressions 2
 
 due sft && step "stage 0: supervised warm-up (format, reasoning, grounding)" &&
-"$PY/lens-train" sft --config config/demo/sft.yaml --output_dir "$RUN/sft" --pool_dir "$POOLS" \
+"$PY/python" -m lens_ros.demo.train sft --config config/demo/sft.yaml --output_dir "$RUN/sft" --pool_dir "$POOLS" \
     --seed "$SEED" "${SFT_ARGS[@]}"
 
 due mask && step "stage 1: mask head + SAM on the frozen LM" &&
-"$PY/lens-train" demo-mask --config config/demo/mask.yaml --init "$RUN/sft/last" \
+"$PY/python" -m lens_ros.demo.train mask --config config/demo/mask.yaml --init "$RUN/sft/last" \
     --output_dir "$RUN/mask" --pool_dir "$POOLS" --seed "$SEED" "${MASK_ARGS[@]}"
 
 due mask && step "held-out test split before GRPO" &&
 "$PY/lens-eval" --model "$RUN/mask/best" --data-root data/refer_seg --splits synthetic/test \
     -o "$RUN/eval_before_grpo" --device cpu "${EVAL_ARGS[@]}"
 
-due mask && "$PY/python" -m lens_ros.training.demo_errors "$RUN/eval_before_grpo" \
+due mask && "$PY/python" -m lens_ros.demo.errors "$RUN/eval_before_grpo" \
     | tee "$RUN/errors_before_grpo.md"
 
 step "stage 2: GRPO with the joint mask loss"
@@ -65,18 +65,18 @@ step "held-out test split after GRPO"
 "$PY/lens-eval" --model "$RUN/grpo/final" --data-root data/refer_seg --splits synthetic/test \
     -o "$RUN/eval_after_grpo" --device cpu "${EVAL_ARGS[@]}"
 
-"$PY/python" -m lens_ros.training.demo_errors "$RUN/eval_after_grpo" \
+"$PY/python" -m lens_ros.demo.errors "$RUN/eval_after_grpo" \
     | tee "$RUN/errors_after_grpo.md"
 
 step "before/after table; ship the better model to $SHIP"
-best=$("$PY/python" -m lens_ros.training.demo_tables "$RUN/eval_before_grpo" \
+best=$("$PY/python" -m lens_ros.demo.tables "$RUN/eval_before_grpo" \
     "$RUN/eval_after_grpo" --out "$RUN/table.md" --pick-best "$RUN/mask/best" "$RUN/grpo/final" \
     | tee /dev/stderr | tail -n 1)
 printf '{"seed": %s, "minutes": %s, "source": "%s", "recipe": "scripts/train_demo.sh"}\n' \
     "$SEED" "$(( ($(date +%s) - start) / 60 ))" "$best" > "$RUN/ship_notes.json"
-"$PY/python" -m lens_ros.training.demo_export "$best" "$SHIP" --notes "$RUN/ship_notes.json"
+"$PY/python" -m lens_ros.demo.export "$best" "$SHIP" --notes "$RUN/ship_notes.json"
 step "done: $SHIP (table: $RUN/table.md)"
 if [ -f "$SHIP/tracker.safetensors" ]; then
     echo "note: $SHIP/tracker.safetensors was trained with the previous SAM image encoder;" \
-         "retrain it for track mode: python -m lens_ros.training.tracker (see README)"
+         "retrain it for track mode: python -m lens_ros.demo.tracker_training (see README)"
 fi

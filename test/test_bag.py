@@ -9,28 +9,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from lens_ros.bag import cli as bag_cli
 from lens_ros.bag.runner import BagRunner, RunConfig
 from lens_ros.core import Status
+from helpers.bags import H, W, read_bag, scene
 
-H, W = 120, 160  # small frames keep the tiny model at ~40 ms per frame
 N_FRAMES = 32
 CORRUPT_FRAME = 7  # its CDR is cut short: it cannot even be deserialized
 N_COMPRESSED = 10
 CORRUPT_COMPRESSED = 4  # valid CDR, but the JPEG bytes are garbage
 ENCODINGS = ("rgb8", "bgr8", "mono8", "bgra8", "yuv422")
 COMMANDS = ((0, "the red box"), (16, "the blue box"))  # (first frame, command)
-
-
-def _scene(i: int) -> np.ndarray:
-    rgb = np.full((H, W, 3), 80, np.uint8)
-    rgb[30:90, 10 + i % 40:60 + i % 40] = (220, 40, 40)
-    rgb[40:100, 100:140] = (40, 40, 220)
-    return rgb
 
 
 def _encode(rgb: np.ndarray, enc: str) -> tuple[np.ndarray, int]:
@@ -75,32 +67,18 @@ def write_test_bag(path: Path, storage: str) -> Path:
                 w.write(c_cmd, t - 500_000, ts.serialize_cdr(String(data=commands[i]),
                                                              String.__msgtype__))
             enc = ENCODINGS[i % len(ENCODINGS)]
-            arr, bpp = _encode(_scene(i), enc)
+            arr, bpp = _encode(scene(i), enc)
             msg = Image(header=header(i), height=H, width=W, encoding=enc, is_bigendian=0,
                         step=W * bpp, data=np.ascontiguousarray(arr).reshape(-1))
             raw = bytes(ts.serialize_cdr(msg, Image.__msgtype__))
             w.write(c_img, t, raw[:60] if i == CORRUPT_FRAME else raw)
             if i < N_COMPRESSED:
-                ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(_scene(i), cv2.COLOR_RGB2BGR))
+                ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(scene(i), cv2.COLOR_RGB2BGR))
                 data = np.frombuffer(b"not a jpeg at all" * 4, np.uint8) \
                     if i == CORRUPT_COMPRESSED else jpg.reshape(-1)
                 msg = Compressed(header=header(i), format="jpeg", data=data)
                 w.write(c_cmp, t + 1000, ts.serialize_cdr(msg, Compressed.__msgtype__))
     return path
-
-
-def read_bag(path: Path) -> dict[str, list]:
-    """topic -> [(bag time, message or None if corrupted, raw)] read back with AnyReader, which
-    takes the message definitions from the bag itself."""
-    out: dict[str, list] = {}
-    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as r:
-        for c, t, raw in r.messages(connections=r.connections):
-            try:
-                msg = r.deserialize(raw, c.msgtype)
-            except AnyReaderError:
-                msg = None
-            out.setdefault(c.topic, []).append((t, msg, bytes(raw)))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from lens_ros.bag.io import BagError, InputBag, make_typestore
 from lens_ros.bag.runner import SKIPPED, BagRunner, RunConfig
 from lens_ros.bag.speech_commands import (AudioCommandReader, SpokenCommand, assign_to_frames,
                                           load_recognizer)
-from lens_ros.ros.audio_io import pcm_to_chunks
+from lens_ros.conversions.audio import pcm_to_chunks
 from lens_ros.speech.audio import read_wav
-from test_bag import read_bag
+from helpers.bags import read_bag
 
 DATA = Path(__file__).parent / "data" / "speech"
 RATE, CHUNK_S = 16000, 0.1

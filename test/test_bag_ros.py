@@ -15,9 +15,9 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image
 
 from conftest import spin_until
-from lens_ros.bag.play import BagPlayer, PlayConfig
-from node_client import LensNodeProcess
-from test_bag import H, W, _scene, read_bag
+from lens_ros.ros.bag_play import BagPlayer, PlayConfig
+from helpers.node_client import LensNodeProcess
+from helpers.bags import H, W, read_bag, scene as _scene
 
 pytestmark = pytest.mark.ros
 COMMANDS = {5: "the red box", 10: "the blue box", 15: "the left one"}  # frame index -> command
@@ -61,7 +61,7 @@ def test_play_into_live_node_and_record_a_result_per_command(tmp_path, tiny_mode
                                       "image_reliability": "reliable"})
     rec_dir = tmp_path / "recorded"
     try:
-        recorder = spawn(["-m", "lens_ros.bag.cli", "record", "/result", "-o", str(rec_dir),
+        recorder = spawn(["-m", "lens_ros.ros.bag_cli", "record", "/result", "-o", str(rec_dir),
                           "--max-messages", str(len(COMMANDS)), "--duration", "120"])
         # the node creates /result when it activates; the recorder subscribes once it appears
         assert _wait_for_text(recorder.log, "recording /result", 60), recorder.log.read_text()

@@ -11,7 +11,7 @@ import torch
 
 from lens_ros.core import Status
 from lens_ros.model import LensSegmenter
-from lens_ros.model.tracking import Tracker
+from lens_ros.model.tracking.memory import Tracker
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA device: the GPU smoke test needs one")

@@ -102,7 +102,7 @@ def test_demo_decoder_keeps_its_trained_single_mask_output(demo_model_dir):
 def test_lens_demo_prints_reasoning_and_writes_one_overlay(tmp_path, demo_model_dir, capsys):
     from PIL import Image
 
-    from lens_ros.demo import main
+    from lens_ros.demo.cli import main
 
     img = REPO / "test" / "data" / "tabletop.png"
     out = tmp_path / "overlay.png"
@@ -115,7 +115,7 @@ def test_lens_demo_prints_reasoning_and_writes_one_overlay(tmp_path, demo_model_
 
 
 def test_lens_demo_reports_an_unreadable_image(tmp_path, demo_model_dir, capsys):
-    from lens_ros.demo import main
+    from lens_ros.demo.cli import main
 
     bad = tmp_path / "not_an_image.png"
     bad.write_text("hello")
@@ -132,7 +132,7 @@ def test_demo_pipeline_answers_every_command_of_a_short_bag(tmp_path, demo_model
                     "--frames-per-scene", "2"],
                    check=True, capture_output=True, timeout=60)
     out = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "lens_ros.demo_bag", "--model",
+    run = subprocess.run([sys.executable, "-m", "lens_ros.demo.bag", "--model",
                           str(demo_model_dir), "--bag", str(bag), "--out", str(out),
                           "--timeout", "120"], capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -152,7 +152,7 @@ def test_demo_pipeline_answers_every_command_of_a_short_bag(tmp_path, demo_model
 @pytest.fixture(scope="module")
 def tiny_pools(tmp_path_factory):
     """A normal and an easy scene pool of 8 scenes each."""
-    from lens_ros.training.demo_pool import generate_pool, save_pool
+    from lens_ros.demo.pool import generate_pool, save_pool
     from lens_ros.synthetic import SceneConfig
 
     pools = tmp_path_factory.mktemp("pools")
@@ -164,7 +164,7 @@ def tiny_pools(tmp_path_factory):
 
 def test_coordinate_tokens_weigh_more_in_the_answer_loss():
     from lens_ros.model.presets import get_preset
-    from lens_ros.training.sft import token_weights, weighted_ce
+    from lens_ros.demo.sft import token_weights, weighted_ce
 
     tok = get_preset("demo").make_tokenizer()
     assert token_weights(tok, 1.0) is None
@@ -182,8 +182,8 @@ def test_coordinate_tokens_weigh_more_in_the_answer_loss():
 
 def test_aux_targets_follow_the_token_grid(tiny_pools):
     from lens_ros.model.presets import build_lens, get_preset
-    from lens_ros.training.demo_pool import load_pool
-    from lens_ros.training.demo_samples import aux_targets, token_grid
+    from lens_ros.demo.pool import load_pool
+    from lens_ros.demo.samples import aux_targets, token_grid
 
     cfg = get_preset("demo").config()
     assert token_grid(build_lens(cfg)) == 4
@@ -203,9 +203,10 @@ def test_listing_think_lists_every_object_and_holds_the_answer_box(tiny_pools, d
     from transformers import AutoTokenizer
 
     from lens_ros.model.answers import find_boxes, parse_answer
-    from lens_ros.training.demo_pool import load_pool
-    from lens_ros.training.demo_samples import make_sample
-    from lens_ros.training.sft import SFTConfig, config_from_args
+    from lens_ros.demo.pool import load_pool
+    from lens_ros.demo.samples import make_sample
+    from lens_ros.configuration import config_from_files_and_flags as config_from_args
+    from lens_ros.demo.sft import SFTConfig
 
     pool = load_pool(tiny_pools, "normal")
     tok = AutoTokenizer.from_pretrained(demo_model_dir)
@@ -220,8 +221,8 @@ def test_listing_think_lists_every_object_and_holds_the_answer_box(tiny_pools, d
     ids = tok(listed.completion)["input_ids"]
     assert tok.unk_token_id not in ids and tok.decode(ids) == listed.completion
     # the monitor credits a listing think only when the model writes one (the shipped one does not)
-    from lens_ros.training.demo_eval import evaluate
-    from lens_ros.training.sft import load_start
+    from lens_ros.demo.evaluate import evaluate
+    from lens_ros.demo.stage_loop import load_start
 
     model, processor, inference = load_start(str(demo_model_dir), "demo")
     ev, plain_ev = evaluate(model, processor, 2, listing=True), evaluate(model, processor, 2)
@@ -242,7 +243,7 @@ def test_same_seed_and_step_budget_train_the_same_weights(tmp_path, tiny_pools):
     threads is bit-identical."""
     from safetensors.torch import load_file
 
-    from lens_ros.training.cli import main as train
+    from lens_ros.demo.train import main as train
 
     runs = []
     for name in ("a", "b"):
@@ -260,10 +261,10 @@ def test_same_seed_and_step_budget_train_the_same_weights(tmp_path, tiny_pools):
 
 
 def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools):
-    """lens-train sft -> lens-train demo-mask -> fp16 export, a few steps each on a tiny pool."""
+    """demo.train sft -> demo.train mask -> fp16 export, a few steps each on a tiny pool."""
     from lens_ros.model import LensSegmenter
-    from lens_ros.training.cli import main as train
-    from lens_ros.training.demo_export import export
+    from lens_ros.demo.train import main as train
+    from lens_ros.demo.export import export
 
     pools = tiny_pools
     common = ["--pool_dir", str(pools), "--eval_scenes", "2", "--eval_every_minutes", "100"]
@@ -272,7 +273,7 @@ def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools
     metrics = [json.loads(x) for x in (tmp_path / "sft/metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["step"] == 0 and metrics[0]["ce"] > 0 and metrics[0]["aux"] > 0
     assert any("eval/acc" in m for m in metrics)
-    assert train(["demo-mask", "--config", str(REPO / "config/demo/mask.yaml"), "--init",
+    assert train(["mask", "--config", str(REPO / "config/demo/mask.yaml"), "--init",
                   str(tmp_path / "sft/best"), "--output_dir", str(tmp_path / "mask"),
                   "--steps", "2", "--warmup_steps", "1"] + common) == 0
     out = export(tmp_path / "mask/best", tmp_path / "ship", {"seed": 0})
@@ -285,7 +286,7 @@ def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools
 
 
 def test_error_split_separates_resolution_from_localisation():
-    from lens_ros.training.demo_errors import CASES, classify, named_target, table
+    from lens_ros.demo.errors import CASES, classify, named_target, table
 
     assert named_target("the small red mug is the anchor and the only cup left of it is the "
                         "large blue cup") == "large blue cup"
@@ -302,7 +303,7 @@ def test_error_split_separates_resolution_from_localisation():
 
 
 def test_cell_split_finds_targets_that_lose_their_visual_token():
-    from lens_ros.training.demo_errors import CELLS, cell_table, token_cells
+    from lens_ros.demo.errors import CELLS, cell_table, token_cells
 
     # 112 px image, 4 x 4 raster of 28 px cells; bbox = x, y, w, h
     instances = {"images": [{"id": 1, "width": 112, "height": 112}],
@@ -328,7 +329,7 @@ def test_cell_split_finds_targets_that_lose_their_visual_token():
 
 
 def test_linear_probe_reads_an_encoded_attribute_and_not_noise():
-    from lens_ros.training.demo_probe import linear_probe_accuracy
+    from lens_ros.demo.probe import linear_probe_accuracy
 
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (600,), generator=g)
@@ -341,7 +342,7 @@ def test_linear_probe_reads_an_encoded_attribute_and_not_noise():
 
 
 def test_listing_is_scored_object_by_object_at_its_rank():
-    from lens_ros.training.demo_probe import score_listing
+    from lens_ros.demo.probe import score_listing
 
     objects = [("small red cube", (10, 10, 30, 30)), ("large blue ball", (50, 40, 90, 80))]
     right = ('<think>the small red cube and the large blue ball</think><answer>'
@@ -358,8 +359,8 @@ def test_listing_is_scored_object_by_object_at_its_rank():
 
 
 def test_listing_grounding_separates_reading_resolving_and_copying():
-    from lens_ros.training.demo_probe import score_listing_grounding
-    from lens_ros.training.demo_samples import listing_text, parse_listing
+    from lens_ros.demo.probe import score_listing_grounding
+    from lens_ros.demo.samples import listing_text, parse_listing
 
     objects = [("large red cube", [10, 10, 30, 30]), ("small blue ball", [50, 50, 62, 62])]
     assert parse_listing(listing_text(objects) + ". it is the small blue ball") == objects
@@ -377,7 +378,7 @@ def test_listing_grounding_separates_reading_resolving_and_copying():
 
 
 def test_probe_command_reports_tokens_and_listing(demo_model_dir, tiny_pools, capsys):
-    from lens_ros.training.demo_probe import main
+    from lens_ros.demo.probe import main
 
     assert main([str(demo_model_dir), "--pool-dir", str(tiny_pools), "--train", "5",
                  "--test", "3", "--list-scenes", "2", "--threads", "1"]) == 0
@@ -391,7 +392,8 @@ def test_probe_command_reports_tokens_and_listing(demo_model_dir, tiny_pools, ca
 def test_experiment_overlays_parse_over_the_recipe_config(overlay):
     """The documented experiment configs layer over sft.yaml without unknown keys and change
     what they say they change."""
-    from lens_ros.training.sft import SFTConfig, config_from_args
+    from lens_ros.configuration import config_from_files_and_flags as config_from_args
+    from lens_ros.demo.sft import SFTConfig
 
     base = config_from_args(SFTConfig, [str(REPO / "config/demo/sft.yaml")], [])
     cfg = config_from_args(SFTConfig, [str(REPO / "config/demo/sft.yaml"),

@@ -11,10 +11,10 @@ import pytest
 
 from lens_ros.evaluation import cli as eval_cli
 from lens_ros.evaluation.evaluator import read_records
-from lens_ros.evaluation.masks import encode_rle
+from lens_ros.data.masks import encode_rle
 from lens_ros.evaluation.refcoco import load_split, parse_split
 from lens_ros.evaluation.reports import PAPER_LENS_3B, build_report, markdown
-from lens_ros.training.safe_pickle import UnsafePickleError
+from lens_ros.data.safe_pickle import UnsafePickleError
 
 H, W = 120, 160  # small frames: the tiny model's cost stays ~40 ms per ref
 

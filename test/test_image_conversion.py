@@ -1,4 +1,4 @@
-"""Round trips of lens_ros.ros.image_conversion over every encoding, with pixel comparison."""
+"""Round trips of lens_ros.conversions.image over every encoding, with pixel comparison."""
 import sys
 from types import SimpleNamespace
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lens_ros.core import BadImageError
-from lens_ros.ros.image_conversion import (ENCODINGS, ImageConversionError, image_to_depth_m,
+from lens_ros.conversions.image import (ENCODINGS, ImageConversionError, image_to_depth_m,
                                            image_to_mask, image_to_numpy, image_to_rgb,
                                            mask_to_image, numpy_to_image, rgb_to_image)
 
@@ -149,7 +149,7 @@ def test_array_that_does_not_fit_the_encoding_is_refused():
 def test_rosbags_message_types_roundtrip():
     from rosbags.typesys import Stores, get_typestore
 
-    from lens_ros.ros.image_conversion import rosbags_types
+    from lens_ros.conversions.image import rosbags_types
 
     types = rosbags_types(get_typestore(Stores.ROS2_JAZZY))
     rgb = _random("rgb8", 5, 7, np.random.default_rng(5))

@@ -33,7 +33,7 @@ PUBLISHER = r'''
 import sys, time, numpy as np, rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from lens_ros.msg import LensResult
-from lens_ros.ros.image_conversion import mask_to_image
+from lens_ros.conversions.image import mask_to_image
 rclpy.init()
 node = rclpy.create_node("result_publisher")
 pub = node.create_publisher(LensResult, "result", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -56,7 +56,7 @@ def test_lens_result_with_640x480_mask_crosses_processes(rclpy_node, spawn):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from lens_ros.msg import LensResult
-    from lens_ros.ros.image_conversion import image_to_mask
+    from lens_ros.conversions.image import image_to_mask
 
     node, ctx = rclpy_node
     got = []

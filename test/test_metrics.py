@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lens_ros.evaluation.masks import decode_annotation, decode_rle, encode_rle
+from lens_ros.data.masks import decode_annotation, decode_rle, encode_rle
 from lens_ros.evaluation.metrics import (box_accuracy, box_iou, ciou, giou, intersection_union,
                                          precision_at, sentence_iou, summarize)
 

@@ -10,8 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from lens_ros.core import CheckpointError
 from lens_ros.model import LensSegmenter
-from lens_ros.model.checkpoints import (config_from_json, load_model, save_checkpoint,
-                                        weight_files)
+from lens_ros.model.checkpoints import config_from_json, save_checkpoint, weight_files
+from lens_ros.model.build import load_model
 from lens_ros.model.config import QWEN25_VL_3B_TEXT, LensConfig
 
 

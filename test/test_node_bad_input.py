@@ -13,7 +13,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 
 from lens_ros.msg import LensResult as R
-from node_client import make_image, raw_image, running_node
+from helpers.node_client import make_image, raw_image, running_node
 
 pytestmark = pytest.mark.ros
 

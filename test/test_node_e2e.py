@@ -11,7 +11,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 
 from lens_ros.msg import LensResult
-from node_client import long_talker_checkpoint, make_image, running_node
+from helpers.node_client import long_talker_checkpoint, make_image, running_node
 
 pytestmark = pytest.mark.ros
 

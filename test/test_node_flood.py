@@ -11,7 +11,7 @@ import time
 import pytest
 
 from lens_ros.msg import LensResult
-from node_client import LensNodeProcess, NodeClient, make_image
+from helpers.node_client import LensNodeProcess, NodeClient, make_image
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

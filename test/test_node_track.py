@@ -17,14 +17,14 @@ from sensor_msgs.msg import CameraInfo
 from lens_ros.core import Segmentation, Status
 from lens_ros.geometry import metres_to_16uc1
 from lens_ros.model import LensSegmenter
-from lens_ros.model.tracking import Tracker
-from lens_ros.model.tracking_weights import head_sam_config, save_tracking_head
-from lens_ros.ros.depth_sync import DepthSync
-from lens_ros.ros.image_conversion import image_to_rgb, make_header, numpy_to_image, rclpy_types
+from lens_ros.model.tracking.memory import Tracker
+from lens_ros.model.tracking.weights import head_sam_config, save_tracking_head
+from lens_ros.serving.depth_sync import DepthSync
+from lens_ros.conversions.image import image_to_rgb, make_header, numpy_to_image, rclpy_types
 from lens_ros.ros.parameters import NodeParams, defaults
-from lens_ros.ros.requests import Frame, Outcome, Request
-from lens_ros.ros.track_mode import tracking_weights_problem
-from lens_ros.ros.worker import InferenceWorker
+from lens_ros.serving.requests import Frame, Outcome, Request
+from lens_ros.serving.track_mode import tracking_weights_problem
+from lens_ros.serving.worker import InferenceWorker
 from lens_ros.synthetic import SceneConfig, make_sequence
 
 TYPES = rclpy_types()
@@ -188,7 +188,7 @@ def test_node_tracks_and_publishes_target_point(tiny_model_dir, tracker_dir, seq
     from sensor_msgs.msg import Image
 
     from lens_ros.msg import LensResult
-    from node_client import LensNodeProcess, NodeClient
+    from helpers.node_client import LensNodeProcess, NodeClient
 
     proc = LensNodeProcess(tmp_path, {
         "model_path": str(tiny_model_dir), "max_new_tokens": 4, "mode": "track",

@@ -8,7 +8,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 
 from lens_ros.core import BadCommandError
 from lens_ros.ros.diagnostics import build_status
-from lens_ros.ros.requests import FrameBuffer, WorkerStats, check_decodable
+from lens_ros.serving.requests import FrameBuffer, WorkerStats, check_decodable
 from lens_ros.visualize import BOX_COLOR, MASK_COLOR, overlay
 
 

@@ -7,9 +7,9 @@ import numpy as np
 from rosbags.rosbag2 import Reader, Writer
 
 from lens_ros.bag.io import make_typestore
-from lens_ros.ros.audio_io import chunk_to_pcm, pcm_to_chunks, stamp_seconds
+from lens_ros.conversions.audio import chunk_to_pcm, pcm_to_chunks, stamp_seconds
 from lens_ros.speech.recognizer import SpeechConfig, SpeechRecognizer
-from speech_client import RATE, fixture_pcm, fixture_rows, framed
+from helpers.speech_client import RATE, fixture_pcm, fixture_rows, framed
 
 AUDIO = "lens_ros/msg/AudioChunk"
 

@@ -3,21 +3,13 @@ speech_node -> ``command`` -> lens_node (tiny random-weight model) -> a ``result
 ``command`` is the spoken text."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-import lens_ros.ros
-from node_client import LensNodeProcess, NodeClient, make_image
-from speech_client import SpeechProbe, fixture_pcm
-from test_speech_node import NODE, recognised_rows
+from helpers.node_client import LensNodeProcess, NodeClient, make_image
+from helpers.speech_client import NODE, SpeechProbe, fixture_pcm, recognised_rows
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-HAVE_LENS_NODE = (Path(lens_ros.ros.__file__).parent / "lens_node.py").exists()
-
-
-@pytest.mark.skipif(not HAVE_LENS_NODE, reason="lens_ros.ros.lens_node is not there yet")
 def test_spoken_command_gives_a_lens_result_for_the_spoken_text(spawn, tiny_model_dir,
                                                                  tmp_path):
     rows = recognised_rows(2)

@@ -11,20 +11,8 @@ import yaml
 from conftest import REPO
 from lens_ros.speech.audio import float_to_pcm16
 from lens_ros.speech.recognizer import SpeechConfig, SpeechRecognizer
-from speech_client import RATE, SpeechProbe, fixture_pcm, fixture_rows, stream_commands
-
-NODE = ["-m", "lens_ros.ros.speech_node", "--ros-args"]
-
-
-def recognised_rows(n: int) -> list[dict]:
-    """The first ``n`` fixture clips the recogniser gets right in-process when streamed as
-    the probe sends them (the node must then give the same commands: these tests check the
-    transport, the recogniser's accuracy is test_speech_recognition's job)."""
-    r = SpeechRecognizer(SpeechConfig())
-    rows = [row for row in fixture_rows()[:12]
-            if stream_commands(r, fixture_pcm(row)) == [row["text"]]]
-    return rows[:n]
-
+from helpers.speech_client import (NODE, RATE, SpeechProbe, fixture_pcm, fixture_rows,
+                                   recognised_rows, stream_commands)
 
 @pytest.fixture
 def start_node(spawn):

@@ -288,7 +288,7 @@ def test_whisper_backend_on_the_fixtures():
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_lens_say_writes_a_recognisable_wav(tmp_path, recognizer):
-    from lens_ros.speech.say import main
+    from lens_ros.ros.say import main
 
     out = tmp_path / "say.wav"
     assert main(["the blue cup next to the bowl", "--wav", str(out), "--no-publish"]) == 0

@@ -11,7 +11,7 @@ from lens_ros.synthetic import (LEVELS, LIST_COMMAND, SPLITS, VOCABULARY, SceneC
 from lens_ros.synthetic.dataset import SyntheticReferDataset
 from lens_ros.synthetic.render import render
 from lens_ros.synthetic.vocabulary import AFFORDANCES, COLOUR_ANALOGIES, COLOURS
-from lens_ros.training.items import TrainItem
+from lens_ros.data.items import TrainItem
 
 
 def _scene_arrays_equal(a, b):

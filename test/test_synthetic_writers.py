@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from lens_ros.evaluation.masks import decode_rle
+from lens_ros.data.masks import decode_rle
 from lens_ros.evaluation.refcoco import load_split
 from lens_ros.geometry import CameraIntrinsics
-from lens_ros.ros.image_conversion import image_to_depth_m, image_to_rgb
+from lens_ros.conversions.image import image_to_depth_m, image_to_rgb
 from lens_ros.synthetic import SceneConfig, make_scene, make_sequence, make_split_scene
 from lens_ros.synthetic.bag import (COMMAND_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, INFO_TOPIC,
                                     read_ground_truth, write_scene_bag, write_sequence_bag)
 from lens_ros.synthetic.cli import main
 from lens_ros.synthetic.refcoco import REFS_FILE, export_refcoco
-from lens_ros.training.data import ReferSegSource
-from lens_ros.training.safe_pickle import safe_load
+from lens_ros.data.sources import ReferSegSource
+from lens_ros.data.safe_pickle import safe_load
 
 # pycocotools 2.0.x vs numpy 2 copy-keyword notice, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

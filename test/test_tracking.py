@@ -1,4 +1,4 @@
-"""SAM 2 memory tracking (``lens_ros.model.tracking``) on the tiny preset: the mechanism.
+"""SAM 2 memory tracking (``lens_ros.model.tracking.memory``) on the tiny preset: the mechanism.
 
 These tests use random weights, so they check the mechanism, not tracking quality: that the
 Tracker computes exactly what the ``sam2`` package's own video model (``SAM2Base.track_step``
@@ -19,9 +19,9 @@ from lens_ros.geometry import mask_to_box
 from lens_ros.model import LensSegmenter
 from lens_ros.model.processing import prepare_sam_image
 from lens_ros.model.sam import build_sam
-from lens_ros.model.track_session import TrackPolicy, TrackSession
-from lens_ros.model.tracking import Tracker, TrackerConfig, TrackingError
-from lens_ros.model.tracking_weights import (TRACKER_WEIGHTS, encoder_fingerprint,
+from lens_ros.model.tracking.session import TrackPolicy, TrackSession
+from lens_ros.model.tracking.memory import Tracker, TrackerConfig, TrackingError
+from lens_ros.model.tracking.weights import (TRACKER_WEIGHTS, encoder_fingerprint,
                                              head_sam_config, main,
                                              save_tracking_head)
 from lens_ros.synthetic import SceneConfig, make_sequence
@@ -253,8 +253,8 @@ def test_head_trained_for_another_image_encoder_is_refused(segmenter, tracker, t
 
 
 def test_tracker_training_step_trains_the_memory(segmenter):
-    """lens_ros.training.tracker: one SAM 2-style clip step reaches the memory modules."""
-    from lens_ros.training.tracker import (FeaturePool, TrackerTrainConfig, _clip_rows,
+    """lens_ros.demo.tracker_training: one SAM 2-style clip step reaches the memory modules."""
+    from lens_ros.demo.tracker_training import (FeaturePool, TrackerTrainConfig, _clip_rows,
                                            clip_loss, make_pool, scene_configs)
 
     cfg = TrackerTrainConfig(clip_len=4, batch_size=2, vanish_prob=0.5)

@@ -7,7 +7,7 @@ LENS") and (b) by track mode (``TrackSession``: LENS on the first frame and agai
 tracker on the frames between). Both are scored by the IoU with the ground-truth mask.
 
 What it proves: with the demo model's own weights and the tracking head trained for it
-(``lens_ros.training.tracker``, LENS frozen), track mode keeps >= 0.8 of the per-frame LENS
+(``lens_ros.demo.tracker_training``, LENS frozen), track mode keeps >= 0.8 of the per-frame LENS
 mean IoU while calling LENS on <= 10 % of the frames. What it does not prove: anything about
 real images or LENS-3B (whose tracking head is SAM 2's own, converted, not trained here). A
 random-weight tracker cannot track at all; test_tracking.py covers the mechanism instead.
@@ -36,8 +36,8 @@ pytestmark = [
 
 def test_track_mode_keeps_lens_quality_with_few_lens_calls():
     from lens_ros.model import LensSegmenter
-    from lens_ros.model.track_session import TrackPolicy, TrackSession
-    from lens_ros.model.tracking import Tracker
+    from lens_ros.model.tracking.session import TrackPolicy, TrackSession
+    from lens_ros.model.tracking.memory import Tracker
 
     seg = LensSegmenter.from_pretrained(DEMO, device="cpu")
     tracker = Tracker.from_pretrained(seg, DEMO)

@@ -106,7 +106,7 @@ def test_plot_without_metrics_fails_cleanly(tmp_path, capsys):
 def test_export_llm_gives_a_plain_qwen_model(tiny_model_dir, tmp_path):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from lens_ros.model.checkpoints import load_model
+    from lens_ros.model.build import load_model
 
     assert main(["export-llm", str(tiny_model_dir), str(tmp_path / "llm")]) == 0
     qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp_path / "llm").eval()

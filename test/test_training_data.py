@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from lens_ros.training.data import ItemDataset, ReasonSegSource, ReferSegSource, reason_seg_mask
-from lens_ros.training.items import BadRecordError, SkipCounter, TrainItem, scale_box
-from lens_ros.training.safe_pickle import UnsafePickleError, safe_load, safe_loads
-from lens_ros.training.toydata import write_toy_refer_seg
+from lens_ros.data.sources import ItemDataset, ReasonSegSource, ReferSegSource, reason_seg_mask
+from lens_ros.data.items import BadRecordError, SkipCounter, TrainItem, scale_box
+from lens_ros.data.safe_pickle import UnsafePickleError, safe_load, safe_loads
+from lens_ros.data.toydata import write_toy_refer_seg
 
 
 class _RunsCode:

@@ -12,13 +12,13 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from lens_ros.model.checkpoints import load_checkpoint
+from lens_ros.model.build import load_checkpoint
 from lens_ros.training.batching import GrpoRows
-from lens_ros.training.data import ItemDataset, ReferSegSource
+from lens_ros.data.sources import ItemDataset, ReferSegSource
 from lens_ros.training.grpo import LensGRPOTrainer
 from lens_ros.training.grpo_config import LensGRPOConfig
 from lens_ros.training.rewards import box_iou_reward, completion_text, mask_iou_reward
-from lens_ros.training.toydata import write_toy_refer_seg
+from lens_ros.data.toydata import write_toy_refer_seg
 
 
 def varied_reward(completions, **kwargs):

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from lens_ros.model.checkpoints import load_checkpoint
+from lens_ros.model.build import load_checkpoint
 from lens_ros.training.batching import REFERENCE_ANSWER_TEMPLATE, teacher_forced_batch
 from lens_ros.training.configs import LensStage1Config
-from lens_ros.training.data import ItemDataset, ReferSegSource
+from lens_ros.data.sources import ItemDataset, ReferSegSource
 from lens_ros.training.stage1 import LensStage1Trainer
-from lens_ros.training.toydata import write_toy_refer_seg
+from lens_ros.data.toydata import write_toy_refer_seg
 
 
 class FixedItems:

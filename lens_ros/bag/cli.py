@@ -9,7 +9,8 @@ Examples::
     lens-bag record /lens/result /lens/debug_image -o results_bag
 
 ``run`` needs no ROS (it reads and writes bags with rosbags and calls the model directly);
-``play`` and ``record`` talk to live nodes through rclpy.
+``play`` and ``record`` talk to live nodes through rclpy and live in :mod:`lens_ros.ros.bag_cli`,
+the ``lens-bag`` entry point (``python -m lens_ros.bag.cli run ...`` works without rclpy).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any, Callable
 
 from lens_ros.bag.io import BagError
 from lens_ros.core import LensError
@@ -64,42 +66,19 @@ def _add_run(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _add_play(sub) -> None:
-    p = sub.add_parser("play", help="republish a bag's topics through rclpy with original timing")
-    p.add_argument("bag", help="rosbag2 directory (mcap or sqlite3)")
-    p.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1.0)")
-    p.add_argument("--loop", action="store_true", help="repeat until interrupted")
-    p.add_argument("--start-offset", type=float, default=0.0, help="skip the first N seconds")
-    p.add_argument("--topics", nargs="+", help="topics to play (default: all)")
-    p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
-                   help="publish bag topic FROM on topic TO")
-    p.add_argument("--qos-depth", type=int, default=10, help="publisher history depth")
-    p.add_argument("--best-effort", action="store_true", help="publish best effort (default "
-                   "reliable, which also reaches best-effort subscribers)")
-    p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to N s until every topic has a subscriber before playing")
-    p.add_argument("--delay", type=float, default=0.0, help="sleep N s before the first message")
+#: a subcommand: (adds its parser to the subparsers, runs it and returns the exit code)
+Subcommand = tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]
 
 
-def _add_record(sub) -> None:
-    p = sub.add_parser("record", help="record live topics (LensResult included) into a bag")
-    p.add_argument("topics", nargs="+", help="absolute topic names, e.g. /lens/result")
-    p.add_argument("-o", "--output", required=True, help="bag directory to create")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage "
-                   "(default mcap)")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after N s (0 = Ctrl-C)")
-    p.add_argument("--max-messages", type=int, default=0, help="stop after N messages in total")
-    p.add_argument("--qos-depth", type=int, default=100, help="subscription history depth")
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """The ``lens-bag`` parser with its three subcommands."""
+def make_parser(extra: dict[str, Subcommand] | None = None) -> argparse.ArgumentParser:
+    """The ``lens-bag`` parser: ``run`` plus the ``extra`` subcommands (``play``/``record``,
+    added by :mod:`lens_ros.ros.bag_cli`, which needs rclpy)."""
     p = argparse.ArgumentParser(prog="lens-bag", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     _add_run(sub)
-    _add_play(sub)
-    _add_record(sub)
+    for add, _ in (extra or {}).values():
+        add(sub)
     return p
 
 
@@ -122,66 +101,11 @@ def _run(args) -> int:
     return 0
 
 
-def _ros(name: str, body) -> int:
-    """Run ``body(node, spin_once)`` inside rclpy; Ctrl-C ends it cleanly."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.node import Node
-
-    rclpy.init()
-    node = Node(name)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        body(node, lambda timeout: executor.spin_once(timeout_sec=timeout))
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-def _play(args) -> int:
-    from lens_ros.bag.play import BagPlayer, PlayConfig
-
-    remap = {}
-    for item in args.remap:
-        src, sep, dst = item.partition(":=")
-        if not sep or not src or not dst:
-            raise ValueError(f"--remap {item!r} is not FROM:=TO, e.g. /camera/image:=/lens/image")
-        remap[src] = dst
-    cfg = PlayConfig(rate=args.rate, loop=args.loop, start_offset=args.start_offset,
-                     topics=args.topics, remap=remap, qos_depth=args.qos_depth,
-                     best_effort=args.best_effort, wait_for_subscribers=args.wait_for_subscribers,
-                     delay=args.delay)
-
-    def body(node, _spin_once):
-        n = BagPlayer(node, args.bag, cfg).play()
-        print(f"lens-bag play: published {n} messages from {args.bag}")
-
-    return _ros("lens_bag_play", body)
-
-
-def _record(args) -> int:
-    from lens_ros.bag.record import RecordConfig, record
-
-    cfg = RecordConfig(topics=args.topics, storage=args.storage, duration=args.duration,
-                       max_messages=args.max_messages, qos_depth=args.qos_depth)
-
-    def body(node, spin_once):
-        counts = record(node, args.output, cfg, spin_once)
-        print(f"lens-bag record: wrote {counts} to {args.output}")
-
-    return _ros("lens_bag_record", body)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lens-bag``; returns the process exit code."""
+def main(argv: list[str] | None = None, extra: dict[str, Subcommand] | None = None) -> int:
+    """``lens-bag`` without ROS (``run`` only, plus ``extra``); returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = make_parser().parse_args(argv)
-    handler = {"run": _run, "play": _play, "record": _record}[args.cmd]
+    args = make_parser(extra).parse_args(argv)
+    handler = {"run": _run, **{name: run for name, (_, run) in (extra or {}).items()}}[args.cmd]
     try:
         return handler(args)
     except (ValueError, BagError, LensError) as err:

@@ -19,7 +19,7 @@ from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from lens_ros.ros.image_conversion import MessageTypes, rosbags_types
+from lens_ros.conversions.image import MessageTypes, rosbags_types
 
 PACKAGE = "lens_ros"  #: the interface package our messages live in
 IMAGE = "sensor_msgs/msg/Image"

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from lens_ros.core import Segmentation, Status, Timings
-from lens_ros.evaluation.masks import decode_rle
+from lens_ros.data.masks import decode_rle
 
 log = logging.getLogger(__name__)
 CSV_COLUMNS = ("frame", "t_ns", "stamp_ns", "command", "status", "error", "x1", "y1", "x2", "y2",

@@ -39,10 +39,10 @@ from lens_ros.bag.speech_commands import (TRANSCRIPT, AudioCommandReader, assign
                                           load_recognizer, transcript_message)
 from lens_ros.core import BadImageError, LensError, Segmentation, Status
 from lens_ros.evaluation.evaluator import read_records
-from lens_ros.evaluation.masks import encode_rle
-from lens_ros.ros.image_conversion import (compressed_to_rgb, image_to_rgb, make_header,
+from lens_ros.data.masks import encode_rle
+from lens_ros.conversions.image import (compressed_to_rgb, image_to_rgb, make_header,
                                            mask_to_image, rgb_to_image, stamp_to_ns)
-from lens_ros.ros.result_conversion import segmentation_to_result
+from lens_ros.conversions.result import segmentation_to_result
 from lens_ros.visualize import overlay
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ import numpy as np
 from rosbags.serde import SerdeError
 
 from lens_ros.bag.io import BagError, InputBag
-from lens_ros.ros.audio_io import chunk_to_pcm
-from lens_ros.ros.image_conversion import MessageTypes, make_header, stamp_to_ns
+from lens_ros.conversions.audio import chunk_to_pcm
+from lens_ros.conversions.image import MessageTypes, make_header, stamp_to_ns
 from lens_ros.speech.recognizer import SpeechConfig, SpeechRecognizer, SpeechResult
 from lens_ros.speech.segmenter import FRAME_S, Utterance
 from lens_ros.speech.types import AudioFormatError

@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
+from lens_ros.configuration import build_config, read_yaml_mappings
 from lens_ros.core import LensError
 from lens_ros.evaluation.evaluator import Evaluator
 from lens_ros.evaluation.refcoco import PAPER_SPLITS, load_split, parse_split
@@ -83,20 +83,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """EvalConfig from ``--config`` YAML (if any) overridden by the flags that were given."""
-    values = {}
-    if args.config:
-        values = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
-        unknown = set(values) - {f.name for f in dataclasses.fields(EvalConfig)}
-        if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)} in {args.config}; valid keys are "
-                             f"{[f.name for f in dataclasses.fields(EvalConfig)]}")
+    values = read_yaml_mappings([args.config]) if args.config else {}
     for f in dataclasses.fields(EvalConfig):
         flag = getattr(args, f.name, None)
         if flag is not None:
             values[f.name] = flag
     if args.no_progress:
         values["progress"] = False
-    cfg = EvalConfig(**values)
+    cfg = build_config(EvalConfig, values, source=str(args.config or "flags"))
     if not cfg.model or not cfg.data_root:
         raise ValueError("--model and --data-root are required (or set them in --config)")
     return cfg

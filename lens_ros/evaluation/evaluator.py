@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lens_ros.core import BadImageError, LensError, Segmentation
-from lens_ros.evaluation.masks import encode_rle
+from lens_ros.data.masks import encode_rle
 from lens_ros.evaluation.metrics import box_iou, intersection_union, sentence_iou
 from lens_ros.evaluation.refcoco import RefSample
 

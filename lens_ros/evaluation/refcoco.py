@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lens_ros.evaluation.masks import decode_annotation
-from lens_ros.training.data import DEFAULT_SPLIT_BY
-from lens_ros.training.safe_pickle import safe_load
+from lens_ros.data.masks import decode_annotation
+from lens_ros.data.sources import DEFAULT_SPLIT_BY
+from lens_ros.data.safe_pickle import safe_load
 #: the paper's eight splits, in its table order
 PAPER_SPLITS = ("refcoco.unc.val", "refcoco.unc.testA", "refcoco.unc.testB",
                 "refcoco+.unc.val", "refcoco+.unc.testA", "refcoco+.unc.testB",

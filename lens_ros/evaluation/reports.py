@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from lens_ros.core import BadImageError, Status
-from lens_ros.evaluation.masks import decode_rle
+from lens_ros.data.masks import decode_rle
 from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD, PRECISION_THRESHOLDS, summarize
 from lens_ros.evaluation.refcoco import PAPER_SPLITS
 from lens_ros.visualize import overlay

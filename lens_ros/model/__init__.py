@@ -5,8 +5,8 @@ Public API (the rest is importable from the submodules)::
 
     from lens_ros.model import LensSegmenter, Segmentation, build_lens, LENS_PRESETS
 """
-from ..core import Segmentation
-from .presets import LENS_PRESETS, build_lens
-from .segmenter import LensSegmenter
+from lens_ros.core import Segmentation
+from lens_ros.model.presets import LENS_PRESETS, build_lens
+from lens_ros.model.segmenter import LensSegmenter
 
 __all__ = ["LENS_PRESETS", "LensSegmenter", "Segmentation", "build_lens"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..core import CheckpointError
-from .config import QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION, InferenceConfig, LensConfig
+from lens_ros.core import CheckpointError
+from lens_ros.model.config import QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION, InferenceConfig, LensConfig
 
 log = logging.getLogger(__name__)
 
@@ -164,21 +163,6 @@ def _write_shards(tensors: dict[str, torch.Tensor], out: Path, max_bytes: int) -
 
 
 # ---- loading -------------------------------------------------------------------------------
-@dataclass
-class LoadedCheckpoint:
-    """What :func:`load_checkpoint` returns.
-
-    Attributes:
-      model: the LensModel (eval mode, on the requested device and dtype).
-      processor: ImageOnlyQwen2_5_VLProcessor, or None when ``with_processor=False``.
-      inference (InferenceConfig): the checkpoint's inference defaults (else the library's).
-    """
-
-    model: Any
-    processor: Any
-    inference: InferenceConfig
-
-
 def read_config(directory: str | Path) -> LensConfig:
     """The LensConfig of a checkpoint directory (CheckpointError if absent or invalid)."""
     path = Path(directory)
@@ -258,30 +242,6 @@ def _short(keys: list[str], n: int = 8) -> str:
     return ", ".join(repr(k) for k in keys[:n]) + more
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32):
-    """Build a LensModel from ``config.json`` without random init, then load the safetensors."""
-    from transformers.initialization import no_init_weights
-
-    from .modeling import LensModel
-
-    cfg = read_config(directory)
-    old_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # build directly in the target dtype (no fp32 copy of 3B)
-    try:
-        with no_init_weights(), torch.device(device):
-            model = LensModel(cfg)
-    finally:
-        torch.set_default_dtype(old_dtype)
-    load_weights(model, directory)
-    gen_file = Path(directory) / GENERATION_NAME
-    if gen_file.is_file():
-        from transformers import GenerationConfig
-
-        model.generation_config = GenerationConfig.from_pretrained(str(directory))
-    return model.eval()
-
-
 def load_processor(directory: str | Path):
     """The checkpoint's processor (tokenizer + image processor + chat template).
 
@@ -292,8 +252,8 @@ def load_processor(directory: str | Path):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil)
 
-    from .processing import ImageOnlyQwen2_5_VLProcessor
-    from .prompts import CHAT_TEMPLATE
+    from lens_ros.model.processing import ImageOnlyQwen2_5_VLProcessor
+    from lens_ros.model.prompts import CHAT_TEMPLATE
 
     directory = Path(directory)
     if not (directory / "tokenizer.json").is_file():
@@ -326,14 +286,3 @@ def load_inference_config(directory: str | Path) -> InferenceConfig:
         return InferenceConfig.from_dict(json.loads(file.read_text()))
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{file}: {err}") from None
-
-
-def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32,
-                    with_processor: bool = True) -> LoadedCheckpoint:
-    """Model, processor and inference defaults of one checkpoint directory."""
-    read_config(directory)  # fail first on a wrong directory or config
-    processor = load_processor(directory) if with_processor else None
-    model = load_model(directory, device, dtype)
-    return LoadedCheckpoint(model=model, processor=processor,
-                            inference=load_inference_config(directory))

@@ -88,7 +88,7 @@ def answer_boxes(tokenizer, completion_ids, llm_hw: list[tuple[int, int]],
     Returns:
       (B, 4) float32 xyxy; a completion without a box gets the whole image (0, 0, S, S).
     """
-    from .answers import parse_answer, rescale_box
+    from lens_ros.model.answers import parse_answer, rescale_box
 
     out = []
     for ids, hw in zip(completion_ids, llm_hw):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .modeling import LensModel
+from lens_ros.model.modeling import LensModel
 
 
 def cache_length(cache) -> int:

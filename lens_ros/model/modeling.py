@@ -26,9 +26,9 @@ from torch import nn
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.activations import ACT2FN
 
-from .config import LensConfig
-from .coords import box_corner_prompt, coordinate_hook
-from .sam import build_sam, sam_dtype
+from lens_ros.model.config import LensConfig
+from lens_ros.model.coords import box_corner_prompt, coordinate_hook
+from lens_ros.model.sam import build_sam, sam_dtype
 
 
 def qwen_config(cfg: LensConfig) -> Qwen2_5_VLConfig:
@@ -355,14 +355,6 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
                                  masks=masks)
 
     # ---- checkpoints -------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, directory, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "LensModel":
-        """Load a checkpoint directory (ours or the released LENS layout); see checkpoints.py."""
-        from .checkpoints import load_model
-
-        return load_model(directory, device, dtype)
-
     def save_pretrained(self, save_directory, state_dict=None, processor=None, inference=None,
                         **ignored) -> None:
         """Write config.json + safetensors under the released names (see checkpoints.py).
@@ -370,7 +362,7 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
         Keyword arguments of transformers' ``save_pretrained`` (``safe_serialization``, ...) are
         accepted and ignored so that Trainer checkpointing works; weights are always safetensors.
         """
-        from .checkpoints import save_checkpoint
+        from lens_ros.model.checkpoints import save_checkpoint
 
         save_checkpoint(self, save_directory, processor=processor, inference=inference,
                         state_dict=state_dict)

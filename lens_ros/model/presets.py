@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from .config import LensConfig, ProcessingConfig, SamConfig
+from lens_ros.model.config import LensConfig, ProcessingConfig, SamConfig
 
 #: Qwen special-token ids of a tokenizer from :func:`tokenizer.build_bpe_tokenizer` (ids 0..13).
 LOCAL_TOKEN_IDS = {"image_token_id": 12, "video_token_id": 13,
@@ -109,13 +109,13 @@ def demo_config() -> LensConfig:
 def _demo_tokenizer():
     from lens_ros.synthetic.vocabulary import VOCABULARY
 
-    from .word_tokenizer import build_word_tokenizer
+    from lens_ros.model.word_tokenizer import build_word_tokenizer
 
     return build_word_tokenizer(VOCABULARY, max_coordinate=112)
 
 
 def _local_tokenizer():
-    from .tokenizer import build_bpe_tokenizer
+    from lens_ros.model.tokenizer import build_bpe_tokenizer
 
     return build_bpe_tokenizer(vocab_size=512)
 
@@ -159,7 +159,7 @@ def build_lens(config: str | LensConfig, device: str | torch.device | None = Non
       dtype: parameter dtype (default float32).
       seed (int | None): seeds torch's RNG first, for reproducible weights.
     """
-    from .modeling import LensModel
+    from lens_ros.model.modeling import LensModel
 
     cfg = get_preset(config).config() if isinstance(config, str) else copy.deepcopy(config)
     if seed is not None:
@@ -182,9 +182,9 @@ def build_lens(config: str | LensConfig, device: str | torch.device | None = Non
 def save_preset_checkpoint(name: str, directory: str | Path, seed: int = 0) -> Path:
     """Write a random-weight checkpoint of preset ``name`` (config, safetensors, tokenizer,
     processor, generation and inference configs) to ``directory``; returns it as a Path."""
-    from .checkpoints import save_checkpoint
-    from .config import InferenceConfig
-    from .processing import build_processor
+    from lens_ros.model.checkpoints import save_checkpoint
+    from lens_ros.model.config import InferenceConfig
+    from lens_ros.model.processing import build_processor
 
     preset = get_preset(name)
     if preset.make_tokenizer is None:

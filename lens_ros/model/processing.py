@@ -15,8 +15,8 @@ from transformers import Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.processing_utils import ProcessorMixin
 
-from ..core import BadImageError
-from .prompts import CHAT_TEMPLATE
+from lens_ros.core import BadImageError
+from lens_ros.model.prompts import CHAT_TEMPLATE
 
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"

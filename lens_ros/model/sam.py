@@ -13,7 +13,7 @@ from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam2_base import SAM2Base
 from sam2.modeling.sam.transformer import RoPEAttention
 
-from .config import SamConfig
+from lens_ros.model.config import SamConfig
 
 #: Attributes LENS deletes after building SAM 2 (``samr1.py:296-298``).
 MEMORY_MODULES = ("maskmem_tpos_enc", "memory_attention", "memory_encoder")

@@ -22,19 +22,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..core import (BadCommandError, CanceledError, LensError, ModelError, NotReadyError,
+from lens_ros.core import (BadCommandError, CanceledError, LensError, ModelError, NotReadyError,
                     Segmentation, Status, Timings)
-from .answers import parse_answer, rescale_box
-from .checkpoints import load_checkpoint
-from .config import InferenceConfig
-from .coords import answer_boxes
-from .fast_path import fast_query_hidden
-from .generation import (CancelCriteria, TextCallbackStreamer, completion_state, eos_token_ids,
+from lens_ros.model.answers import parse_answer, rescale_box
+from lens_ros.model.build import load_checkpoint
+from lens_ros.model.config import InferenceConfig
+from lens_ros.model.coords import answer_boxes
+from lens_ros.model.fast_path import fast_query_hidden
+from lens_ros.model.generation import (CancelCriteria, TextCallbackStreamer, completion_state, eos_token_ids,
                          greedy_config)
-from .modeling import LensModel, SamImageFeatures
-from .processing import (LlmImage, encode_prompts, prepare_llm_image, prepare_sam_image,
+from lens_ros.model.modeling import LensModel, SamImageFeatures
+from lens_ros.model.processing import (LlmImage, encode_prompts, prepare_llm_image, prepare_sam_image,
                          to_rgb_array)
-from .prompts import render_prompt
+from lens_ros.model.prompts import render_prompt
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerFast
 
-from .prompts import PLAIN_TEMPLATE, REASONING_TEMPLATE, SYSTEM_PROMPT
+from lens_ros.model.prompts import PLAIN_TEMPLATE, REASONING_TEMPLATE, SYSTEM_PROMPT
 
 #: Qwen2.5 special tokens in Qwen's order; in a local tokenizer they get ids 0..13.
 QWEN_SPECIAL_TOKENS = [

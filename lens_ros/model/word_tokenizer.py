@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerFast
 
-from .prompts import PLAIN_TEMPLATE, REASONING_TEMPLATE, SYSTEM_PROMPT
-from .tokenizer import QWEN_SPECIAL_TOKENS
+from lens_ros.model.prompts import PLAIN_TEMPLATE, REASONING_TEMPLATE, SYSTEM_PROMPT
+from lens_ros.model.tokenizer import QWEN_SPECIAL_TOKENS
 
 #: pre-tokenizer pattern (the text is lower-cased first)
 PIECES = r' ?[a-z]+| ?\d+|\{"bbox_2d": \[|\]\}|, |\s+|\S'

@@ -22,7 +22,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 
 from lens_ros.action import Segment
 from lens_ros.core import Segmentation, Status
-from lens_ros.ros.requests import Outcome, Request
+from lens_ros.serving.requests import Outcome, Request
 
 #: Goals in flight at once (queued or running); more are rejected. Each waiting goal holds one
 #: executor thread, so the node's executor has more threads than this.

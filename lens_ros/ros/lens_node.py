@@ -34,14 +34,14 @@ from lens_ros.core import LensError, Status
 from lens_ros.msg import LensResult
 from lens_ros.ros import diagnostics
 from lens_ros.ros.action_server import MAX_GOALS, SegmentActionServer
-from lens_ros.ros.depth_sync import DepthSync
-from lens_ros.ros.image_conversion import (
+from lens_ros.serving.depth_sync import DepthSync
+from lens_ros.conversions.image import (
     ImageConversionError,
     image_to_rgb,
     rclpy_types,
     rgb_to_image,
 )
-from lens_ros.ros.modes import MODE_POLICIES
+from lens_ros.serving.mode_registry import MODE_POLICIES
 from lens_ros.ros.node_main import run_lifecycle_node
 from lens_ros.ros.parameters import (
     SPECS,
@@ -51,10 +51,10 @@ from lens_ros.ros.parameters import (
     inference_overrides,
     read_parameters,
 )
-from lens_ros.ros.requests import ERROR_STATUSES, Outcome, Request
-from lens_ros.ros.result_conversion import segmentation_to_result
-from lens_ros.ros.track_mode import tracking_weights_problem
-from lens_ros.ros.worker import InferenceWorker
+from lens_ros.serving.requests import ERROR_STATUSES, Outcome, Request
+from lens_ros.conversions.result import segmentation_to_result
+from lens_ros.serving.track_mode import tracking_weights_problem
+from lens_ros.serving.worker import InferenceWorker
 from lens_ros.visualize import overlay
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,

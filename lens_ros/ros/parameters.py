@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-#: Triggering modes (policies in ``lens_ros.ros.modes.MODE_POLICIES``; ``track`` in track_mode.py).
+#: Triggering modes (the policies of ``lens_ros.serving.mode_registry.MODE_POLICIES``).
 MODES = ("on_command", "continuous", "track")
 DEVICES_HELP = "'auto' (cuda when available, else cpu), 'cpu', 'cuda' or 'cuda:N'"
 DTYPES = ("auto", "float32", "bfloat16", "float16")

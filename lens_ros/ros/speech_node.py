@@ -32,7 +32,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header, String
 
 from lens_ros.msg import AudioChunk, Transcript
-from lens_ros.ros.audio_io import chunk_to_pcm, stamp_seconds
+from lens_ros.conversions.audio import chunk_to_pcm, stamp_seconds
 from lens_ros.ros.node_main import run_lifecycle_node
 from lens_ros.speech.recognizer import BACKENDS, SpeechConfig, SpeechRecognizer, SpeechResult
 from lens_ros.speech.segmenter import VADConfig

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from lens_ros.bag.io import OutputBag
-from lens_ros.evaluation.masks import encode_rle
-from lens_ros.ros.image_conversion import make_header, numpy_to_image, rosbags_types
+from lens_ros.data.masks import encode_rle
+from lens_ros.conversions.image import make_header, numpy_to_image, rosbags_types
 from lens_ros.synthetic.scene import Expression, Scene
 from lens_ros.synthetic.sequence import Sequence
 

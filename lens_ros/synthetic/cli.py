@@ -11,12 +11,11 @@ Scene options (image size, object counts, ...) come from ``--config file.yaml`` 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
+from lens_ros.configuration import build_config, read_yaml_mappings
 
 from lens_ros.synthetic.expressions import LEVELS
 from lens_ros.synthetic.scene import SceneConfig
@@ -84,21 +83,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 def scene_config(args: argparse.Namespace, size: int) -> SceneConfig:
     """SceneConfig from ``--config`` YAML, then the flags; raises ValueError on unknown keys."""
-    fields = {f.name for f in dataclasses.fields(SceneConfig)}
     values: dict = {"width": size, "height": size}
     if args.config is not None:
-        loaded = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
-        unknown = sorted(set(loaded) - fields)
-        if unknown:
-            raise ValueError(f"{args.config}: unknown SceneConfig fields {unknown}; "
-                             f"known: {sorted(fields)}")
-        values.update({k: tuple(v) if isinstance(v, list) else v for k, v in loaded.items()})
+        values.update(read_yaml_mappings([args.config]))
     for flag in ("width", "height", "min_objects", "max_objects"):
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
     if args.no_depth_noise:
         values["depth_noise"] = False
-    return SceneConfig(**values)
+    return build_config(SceneConfig, values, source=str(args.config or "flags"))
 
 
 def _progress(done: int, total: int) -> None:

@@ -1,6 +1,6 @@
 """Training/evaluation items from synthetic scenes, as the training loader's ``TrainItem``.
 
-``SyntheticReferDataset[i]`` is a :class:`lens_ros.training.items.TrainItem` (image HxWx3 uint8
+``SyntheticReferDataset[i]`` is a :class:`lens_ros.data.items.TrainItem` (image HxWx3 uint8
 RGB, question, gt_mask HxW bool, gt_box XYXY float pixels with exclusive x2/y2, reasoning,
 source ``"synthetic/<level>"``, id), so it plugs into ``ItemDataset`` beside RefCOCO.
 :meth:`SyntheticReferDataset.record` gives the same item as a dict with the extras the demo
@@ -20,7 +20,7 @@ from lens_ros.synthetic.expressions import LEVELS, list_objects
 from lens_ros.synthetic.scene import SceneConfig
 from lens_ros.synthetic.splits import SPLITS, make_split_scene, scene_seed
 from lens_ros.synthetic.vocabulary import LIST_COMMAND
-from lens_ros.training.items import TrainItem
+from lens_ros.data.items import TrainItem
 
 
 class SyntheticReferDataset:

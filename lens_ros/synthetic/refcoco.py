@@ -21,7 +21,7 @@ from typing import Callable
 
 import cv2
 
-from lens_ros.evaluation.masks import encode_rle
+from lens_ros.data.masks import encode_rle
 from lens_ros.synthetic.scene import Scene, SceneConfig
 from lens_ros.synthetic.splits import SPLITS, make_split_scene
 from lens_ros.synthetic.vocabulary import SHAPES, VOCABULARY

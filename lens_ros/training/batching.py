@@ -17,7 +17,7 @@ from lens_ros.model.config import LensConfig
 from lens_ros.model.processing import (encode_prompts, prepare_llm_image, prepare_sam_image,
                                        processor_pixel_bounds, smart_resize)
 from lens_ros.model.prompts import build_messages, render_prompt
-from lens_ros.training.items import TrainItem, scale_box
+from lens_ros.data.items import TrainItem, scale_box
 
 #: Stage-1 teacher-forced answer (``trainer_stage1.py:380-418``): Qwen2-VL grounding syntax
 #: with the ground-truth box in LLM-image pixels; ``{question}`` is the raw expression.

@@ -2,8 +2,6 @@
 
     lens-train stage1 --config config/train_stage1.yaml [--config more.yaml] [--max_steps 10 ...]
     lens-train grpo   --config config/train_grpo.yaml --config config/train_grpo_cpu_tiny.yaml
-    lens-train sft --config config/demo/sft.yaml [--max_minutes 5 ...]   (demo recipe)
-    lens-train demo-mask --config config/demo/mask.yaml                   (demo recipe)
     lens-train plot RUN_DIR [--out DIR]
     lens-train export-llm CHECKPOINT OUT
 
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from lens_ros.configuration import read_yaml_mappings
+
 #: dataclasses parsed by each training subcommand (imported lazily: torch/TRL are slow to load)
 STAGES = {"stage1": "LensStage1Config", "grpo": "LensGRPOConfig"}
 
@@ -33,13 +33,6 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
                        help="YAML file of field values; repeat to merge several (later wins)")
         p.add_argument("-h", "--help", action="store_true", help="list every training flag")
-    for stage, help_text in (("sft", "demo recipe: supervised warm-up (answer, reasoning, "
-                                     "grounding; lens_ros.training.sft)"),
-                             ("demo-mask", "demo recipe: mask head on a frozen LM with the box "
-                                           "prompt (lens_ros.training.demo_mask)")):
-        p = sub.add_parser(stage, help=help_text)
-        p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
-                       help="YAML file of field values; repeat to merge several (later wins)")
     p = sub.add_parser("plot", help="write PNG curves of loss and each reward of a run")
     p.add_argument("run_dir", help="output_dir of a lens-train run (holds metrics.jsonl)")
     p.add_argument("--out", default=None, help="folder for the PNGs (default RUN_DIR/plots)")
@@ -48,18 +41,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="LENS checkpoint directory")
     p.add_argument("out", help="output directory (Qwen2.5-VL transformers layout)")
     return parser
-
-
-def load_yaml_configs(files: list[str]) -> dict:
-    """Merge YAML mappings in order; raises ValueError naming a file that is not a mapping."""
-    merged: dict = {}
-    for f in files:
-        with open(f, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{f}: a training config must be a YAML mapping of field: value")
-        merged.update(data)
-    return merged
 
 
 def parse_stage_args(stage: str, config_files: list[str], rest: list[str]):
@@ -71,7 +52,7 @@ def parse_stage_args(stage: str, config_files: list[str], rest: list[str]):
     train_cls = (configs.LensStage1Config if stage == "stage1" else grpo_config.LensGRPOConfig)
     parser = HfArgumentParser((configs.ModelArguments, configs.DataConfig, train_cls),
                               prog=f"lens-train {stage}")
-    values = load_yaml_configs(config_files)
+    values = read_yaml_mappings(config_files)
     known = {a.dest for a in parser._actions}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -101,10 +82,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"wrote {len(files)} plots to {files[-1].parent}")
         return 0
-    if args.command in ("sft", "demo-mask"):
-        from lens_ros.training.sft import run_demo_stage
-
-        return run_demo_stage(args.command, args.config, rest)
     if args.command == "export-llm":
         from lens_ros.training.runner import export_llm
 

@@ -135,14 +135,14 @@ def build_items(cfg: DataConfig, output_dir: str | None = None):
     """The concatenated :class:`ItemDataset` of every configured source, and its skip counter."""
     from pathlib import Path
 
-    from lens_ros.training.data import ItemDataset, ReasonSegSource, ReferSegSource
-    from lens_ros.training.items import SkipCounter
+    from lens_ros.data.sources import ItemDataset, ReasonSegSource, ReferSegSource
+    from lens_ros.data.items import SkipCounter
 
     skips = SkipCounter()
     sources = []
     root = cfg.refer_seg_root
     if cfg.toy_images:
-        from lens_ros.training.toydata import write_toy_refer_seg
+        from lens_ros.data.toydata import write_toy_refer_seg
 
         root = str(write_toy_refer_seg(Path(output_dir or ".") / "toy_data", cfg.toy_images,
                                        seed=cfg.sentence_seed))

@@ -72,7 +72,7 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
 
     Arguments:
       model (LensModel): the policy (e.g. a stage-1 checkpoint loaded with
-        ``lens_ros.model.checkpoints.load_model``).
+        ``lens_ros.model.build.load_model``).
       args (LensGRPOConfig): the configuration.
       train_dataset: a ``datasets.Dataset`` of GRPO rows (``batching.GrpoRows.as_hf_dataset``).
       processing_class: the checkpoint's ImageOnlyQwen2_5_VLProcessor.
@@ -85,7 +85,7 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
                  peft_config=None):
         if not isinstance(model, LensModel):
             raise TypeError(f"LensGRPOTrainer trains a LensModel, got {type(model).__name__}; "
-                            "load one with lens_ros.model.checkpoints.load_model(path)")
+                            "load one with lens_ros.model.build.load_model(path)")
         if not isinstance(args, LensGRPOConfig):
             raise TypeError("args must be a LensGRPOConfig")
         lora = args.lora_r > 0 or peft_config is not None

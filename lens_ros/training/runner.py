@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def load_start_model(model_args: ModelArguments, output_dir: str):
     """(LensModel in train mode, processor) from ``model_path`` or a random-weight ``preset``."""
-    from lens_ros.model.checkpoints import load_checkpoint
+    from lens_ros.model.build import load_checkpoint
     from lens_ros.model.presets import save_preset_checkpoint
 
     path = model_args.model_path
@@ -93,7 +93,7 @@ def export_llm(checkpoint: str | Path, out: str | Path) -> Path:
     (transformers layout + processor), e.g. for vLLM rollouts (``vllm_model_path``)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from lens_ros.model.checkpoints import load_checkpoint
+    from lens_ros.model.build import load_checkpoint
     from lens_ros.training.grpo import reference_model
 
     loaded = load_checkpoint(checkpoint)

@@ -1,0 +1,140 @@
+"""Stage 1 of the demo recipe (``python -m lens_ros.demo.train mask``): train the LENS head (64 queries,
+connector, conv_1d, proj_to_sam) and the whole small SAM 2 (random Hiera + decoder) on a frozen
+language model, with the ground-truth answer teacher-forced (as stage 1 of the paper) and, for
+``box_prompt`` models, the answer box (jittered by a few pixels, as a generated box would be)
+given as SAM's two corner tokens. Loss: BCE + Dice (``losses.mask_loss``).
+
+Writes ``metrics.jsonl``, ``plots/``, ``last/`` and ``best/`` (by held-out end-to-end cIoU).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lens_ros.model.processing import prepare_sam_image
+from lens_ros.demo.pool import load_pool
+from lens_ros.demo.samples import collate, make_sample
+from lens_ros.training.losses import mask_loss
+from lens_ros.demo.stage_loop import (append_jsonl, eval_and_save, eval_due, optimizer_step,
+                                     plot_curves, start_run)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MaskStageConfig:
+    """Settings of ``python -m lens_ros.demo.train mask`` (YAML keys = field names)."""
+
+    output_dir: str = "runs/demo/mask"  #: run folder
+    init: str = "runs/demo/sft/best"  #: checkpoint of the supervised stage
+    preset: str = "demo"  #: unused when ``init`` is set
+    #: optional checkpoint whose LENS head + SAM weights replace ``init``'s (continue a mask
+    #: stage trained on an earlier language model); "" = keep ``init``'s
+    head_from: str = ""
+    pool_dir: str = "data/demo_pool"  #: pools folder
+    pool: str = "normal"  #: pool to draw scenes from
+    listing: bool = False  #: the SFT model was trained with listing thinks (``SFTConfig.listing``)
+    box_jitter: float = 2.0  #: std of the Gaussian noise (pixels) on the teacher box corners
+    steps: int = 1500  #: optimizer steps (cosine over them)
+    max_minutes: float = 10.0  #: time budget
+    batch_size: int = 16  #: samples per step
+    lr: float = 1e-3  #: peak learning rate
+    min_lr_ratio: float = 0.1  #: cosine floor
+    warmup_steps: int = 50  #: warm-up steps
+    weight_decay: float = 0.01  #: AdamW weight decay
+    max_grad_norm: float = 1.0  #: gradient clipping
+    eval_every_minutes: float = 5.0  #: held-out evaluation period
+    eval_every_steps: int = 0  #: if > 0, evaluate every this many steps instead (reproducible)
+    eval_scenes: int = 100  #: val scenes per evaluation
+    log_every: int = 20  #: steps between metric lines
+    seed: int = 0  #: seeds torch and numpy
+    threads: int = 1  #: torch CPU threads
+
+
+def head_parameters(model) -> list:
+    """Freeze the LM and vision tower; return the trainable head + SAM parameters."""
+    out = []
+    for name, p in model.named_parameters():
+        p.requires_grad = not name.startswith(("model.", "lm_head"))
+        if p.requires_grad:
+            out.append(p)
+    return out
+
+
+def load_head(model, directory: str) -> None:
+    """Copy every non-language-model weight (queries, connector, conv, projection, SAM) from
+    checkpoint ``directory`` into ``model``."""
+    from lens_ros.model.build import load_model
+
+    other = load_model(directory, torch.device("cpu"), torch.float32)
+    head = {k: v for k, v in other.state_dict().items()
+            if not k.startswith(("model.", "lm_head"))}
+    missing = model.load_state_dict(head, strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(f"{directory}: unexpected head keys {missing.unexpected_keys[:5]}")
+
+
+def run_mask_stage(cfg: MaskStageConfig) -> Path:
+    """Train the head; returns the best checkpoint directory."""
+    rng, out, model, processor, inference = start_run(cfg, "mask")
+    lc = model.lens_config
+    if cfg.head_from:
+        load_head(model, cfg.head_from)
+    pool = load_pool(cfg.pool_dir, cfg.pool)
+    params = head_parameters(model)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    size = lc.sam.image_size
+    t0 = time.perf_counter()
+    next_eval, best, step, evaluated = cfg.eval_every_minutes, -1.0, 0, -1
+    for step in range(cfg.steps):
+        minutes = (time.perf_counter() - t0) / 60
+        if minutes >= cfg.max_minutes:
+            break
+        samples = [make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)), False,
+                               listing=cfg.listing) for _ in range(cfg.batch_size)]
+        b = collate(samples, processor.tokenizer, processor)
+        with torch.no_grad():
+            vis = model.model.get_image_features(b["pixel_values"], b["image_grid_thw"],
+                                                 return_dict=True)
+        hidden = model.query_hidden_states(b["input_ids"], b["attention_mask"],
+                                           image_grid_thw=b["image_grid_thw"],
+                                           mm_encoder_outputs={"image": vis})
+        sam_px = torch.cat([prepare_sam_image(s.image, size, lc.processing.sam_pixel_mean,
+                                              lc.processing.sam_pixel_std) for s in samples])
+        feats = model.encode_sam_image(sam_px)
+        boxes = None
+        if lc.box_prompt:
+            hw = samples[0].image.shape[:2]
+            raw = torch.tensor([s.box for s in samples], dtype=torch.float32)
+            raw = raw + torch.randn_like(raw) * cfg.box_jitter
+            scale = torch.tensor([size / hw[1], size / hw[0]] * 2)
+            boxes = raw * scale
+        pred = model.decode_masks(model.sam_prompt(hidden), feats, multimask_fallback=False,
+                                  boxes=boxes)
+        loss = mask_loss(list(pred.low_res_logits), [torch.from_numpy(s.mask) for s in samples])
+        opt.zero_grad(set_to_none=True)
+        loss.total.backward()
+        lr, gn = optimizer_step(opt, params, step, minutes, cfg)
+        if step % cfg.log_every == 0:
+            rec = {"step": step, "loss": float(loss.total.detach()), "mask_loss": float(
+                loss.total.detach()), "mask_bce": float(loss.bce.detach()),
+                "mask_dice": float(loss.dice.detach()), "learning_rate": lr, "grad_norm": gn,
+                "minutes": minutes}
+            append_jsonl(out / "metrics.jsonl", rec)
+            log.info("step %d  bce %.3f  dice %.3f  %.1f min", step, rec["mask_bce"],
+                     rec["mask_dice"], minutes)
+        if eval_due(step, minutes, next_eval, cfg):
+            next_eval += cfg.eval_every_minutes
+            best = eval_and_save(model, processor, inference, cfg, out, step, minutes, best,
+                                  key="eval/ciou")
+            evaluated = step
+    if evaluated != step:  # the final head, unless the last periodic evaluation saw it
+        minutes = (time.perf_counter() - t0) / 60
+        eval_and_save(model, processor, inference, cfg, out, step, minutes, best,
+                       key="eval/ciou")
+    plot_curves(out)
+    return out / "best"
