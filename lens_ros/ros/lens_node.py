@@ -26,7 +26,6 @@ from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
@@ -43,6 +42,7 @@ from lens_ros.conversions.image import (
 )
 from lens_ros.serving.mode_registry import MODE_POLICIES
 from lens_ros.ros.node_main import run_lifecycle_node
+from lens_ros.ros.qos import COMMAND_QOS, RESULT_QOS, sensor_qos
 from lens_ros.ros.parameters import (
     SPECS,
     NodeParams,
@@ -57,8 +57,6 @@ from lens_ros.serving.track_mode import tracking_weights_problem
 from lens_ros.serving.worker import InferenceWorker
 from lens_ros.visualize import overlay
 
-RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                      depth=10)
 #: statuses whose mask has the frame's size and whose text came from the model
 _MODEL_RAN = (Status.OK, Status.NO_TARGET, Status.TRACKED, Status.NO_DEPTH)
 
@@ -144,24 +142,24 @@ class LensNode(LifecycleNode):
         """Create the outputs, the worker and the inputs (in that order)."""
         p = self._params = read_parameters(self)
         self._pubs = {
-            "result": self.create_publisher(LensResult, "result", RELIABLE),
-            "mask": self.create_publisher(Image, "mask", RELIABLE),
-            "reasoning": self.create_publisher(String, "reasoning", RELIABLE),
+            "result": self.create_publisher(LensResult, "result", RESULT_QOS),
+            "mask": self.create_publisher(Image, "mask", RESULT_QOS),
+            "reasoning": self.create_publisher(String, "reasoning", RESULT_QOS),
             "debug_image": self.create_publisher(Image, "debug_image",
-                                                 _image_qos("best_effort", 1)),
+                                                 sensor_qos("best_effort", 1)),
         }
         depth = self._depth_sync = DepthSync() if p.enable_3d else None
         if depth is not None:
             self._pubs["target_point"] = self.create_publisher(PointStamped, "target_point",
-                                                               RELIABLE)
+                                                               RESULT_QOS)
         self._worker = InferenceWorker(self._segmenter, p, self._decode, self._deliver,
                                        self._configure_model, depth.attach if depth else None)
         self._worker.start()
-        qos = _image_qos(p.image_reliability, p.image_qos_depth)
+        qos = sensor_qos(p.image_reliability, p.image_qos_depth)
         self._subs = [
             self.create_subscription(Image, "image", self._worker.put_frame, qos,
                                      callback_group=self._image_group),
-            self.create_subscription(String, "command", self._on_command, RELIABLE,
+            self.create_subscription(String, "command", self._on_command, COMMAND_QOS,
                                      callback_group=self._command_group),
         ]
         if depth is not None:
@@ -350,13 +348,6 @@ class LensNode(LifecycleNode):
             return self._state_machine.current_state[1]
         except AttributeError:
             return "unknown"
-
-
-def _image_qos(reliability: str, depth: int) -> QoSProfile:
-    """Sensor-data style QoS (keep last ``depth``) with the chosen reliability."""
-    return QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
-                      else ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                      depth=depth)
 
 
 def _rss_mb() -> float:

@@ -27,17 +27,15 @@ def publish_pcm(pcm16: np.ndarray, rate: int, topic: str = "audio", chunk_s: flo
     """
     import rclpy
     from builtin_interfaces.msg import Time
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Header
 
     from lens_ros.msg import AudioChunk
+    from lens_ros.ros.qos import AUDIO_QOS
 
     rclpy.init()
     try:
         node = rclpy.create_node("lens_say")
-        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                         history=HistoryPolicy.KEEP_LAST, depth=500)
-        pub = node.create_publisher(AudioChunk, topic, qos)
+        pub = node.create_publisher(AudioChunk, topic, AUDIO_QOS)
         end = time.monotonic() + wait_s
         while pub.get_subscription_count() == 0 and time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.05)

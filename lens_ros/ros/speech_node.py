@@ -28,21 +28,16 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header, String
 
 from lens_ros.msg import AudioChunk, Transcript
 from lens_ros.conversions.audio import chunk_to_pcm, stamp_seconds
 from lens_ros.ros.node_main import run_lifecycle_node
+from lens_ros.ros.qos import AUDIO_QOS, COMMAND_QOS, RESULT_QOS
 from lens_ros.speech.recognizer import BACKENDS, SpeechConfig, SpeechRecognizer, SpeechResult
 from lens_ros.speech.segmenter import VADConfig
 from lens_ros.speech.types import SpeechError
 
-RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                      depth=10)
-# ~50 s of 100 ms chunks: a burst (a bag replayed fast) or a busy executor loses nothing
-AUDIO_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                       depth=500)
 BAD_AUDIO_REPORT_S = 2.0  #: a repeated bad-chunk error is re-published at most this often
 #: parameters applied at once; every other one takes effect at the next configure/activate
 RUNTIME = ("confidence_threshold", "accept_out_of_grammar")
@@ -151,9 +146,9 @@ class SpeechNode(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         """Publishers, worker, audio subscription, microphone (in that order)."""
-        self._pubs = {"command": self.create_publisher(String, "command", RELIABLE),
+        self._pubs = {"command": self.create_publisher(String, "command", COMMAND_QOS),
                       "transcript": self.create_publisher(Transcript, "speech/transcript",
-                                                          RELIABLE)}
+                                                          RESULT_QOS)}
         self._queue = queue.Queue(maxsize=int(self.get_parameter("queue_size").value))
         self._worker = threading.Thread(target=self._work, args=(self._queue,), daemon=True)
         self._worker.start()
