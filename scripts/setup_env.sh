@@ -54,11 +54,16 @@ if ! stamp_ok requirements "$REQ_HASH"; then
   SAM2_BUILD_CUDA=0 pipi -c "$CONSTRAINTS" --no-deps --no-build-isolation sam2==1.1.0
   stamp_set requirements "$REQ_HASH"
 fi
-if "${PIP[@]}" list 2>/dev/null | grep -iE '^(torchvision|nvidia-|triton)' ; then
-  fail "torchvision/CUDA packages found in $VENV (listed above); recreate the venv: rm -rf $VENV"
+if "${PIP[@]}" list 2>/dev/null | grep -iE '^torchvision ' ; then
+  fail "torchvision found in $VENV (nothing here needs it, and PyPI's build breaks beside torch 2.13.0); recreate the venv: rm -rf $VENV"
+fi
+# nvidia-*/triton belong to a CUDA build of torch; beside the CPU build they were pulled by mistake
+if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.version.cuda else 1)' 2>/dev/null \
+   && "${PIP[@]}" list 2>/dev/null | grep -iE '^(nvidia-|triton)' ; then
+  fail "CUDA packages beside the CPU build of torch in $VENV (listed above); recreate the venv: rm -rf $VENV"
 fi
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
-[[ "$TORCH_VERSION" == 2.13.0* ]] || fail "torch $TORCH_VERSION in $VENV, expected 2.13.0 (+cpu)"
+[[ "$TORCH_VERSION" == 2.13.0* ]] || fail "torch $TORCH_VERSION in $VENV, expected 2.13.0 (the CPU build, or the CUDA build of the same version)"
 
 # 3. Messages and actions (rosidl, CMake), generated into the source tree (git-ignored).
 MSG_HASH=$(hash_of CMakeLists.txt package.xml msg/*.msg action/*.action tools/fix_ros_wheel_cmake.py)

@@ -171,7 +171,7 @@ def numpy_to_image(array: np.ndarray, encoding: str, header=None,
     Raises:
       ImageConversionError: unknown encoding or an array that does not fit it.
     """
-    types = types or _default_types()
+    types = types or default_message_types()
     enc = ENCODINGS.get(encoding)
     if enc is None:
         raise ImageConversionError(
@@ -256,7 +256,7 @@ def compressed_to_rgb(msg) -> np.ndarray:
 _DEFAULT: list[MessageTypes] = []
 
 
-def _default_types() -> MessageTypes:
+def default_message_types() -> MessageTypes:
     if not _DEFAULT:
         _DEFAULT.append(rclpy_types())
     return _DEFAULT[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from lens_ros.core import Segmentation, Status, Timings
-from lens_ros.conversions.image import (MessageTypes, _default_types, image_to_mask,
+from lens_ros.conversions.image import (MessageTypes, default_message_types, image_to_mask,
                                            mask_to_image)
 
 
@@ -24,7 +24,7 @@ def segmentation_to_result(seg: Segmentation, header, types: MessageTypes | None
       source_stamp: ``builtin_interfaces/Time`` of the last full LENS call (tracking); the
         header's stamp when None.
     """
-    types = types or _default_types()
+    types = types or default_message_types()
     mask = np.asarray(seg.mask, dtype=bool)
     if mask.ndim != 2:  # no image size known (e.g. a command before any frame): a 0x0 mask
         mask = np.zeros((0, 0), dtype=bool)

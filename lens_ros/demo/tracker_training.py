@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from lens_ros.model.build import load_model
-from lens_ros.model.tracking.memory import Tracker, _Features
+from lens_ros.model.sam import encode_memory, track_step
+from lens_ros.model.tracking.memory import FrameFeatures, Tracker
 from lens_ros.model.tracking.weights import (encoder_fingerprint, head_sam_config,
                                              init_tracking_head, load_tracking_head,
                                              save_tracking_head)
@@ -125,13 +126,13 @@ class FeaturePool:
         return len(self.start)
 
     def batch(self, rows: np.ndarray):
-        """``_Features`` per clip step for rows (B, T) of frame indices -> list of T."""
+        """``FrameFeatures`` per clip step for rows (B, T) of frame indices -> list of T."""
         out = []
         for t in range(rows.shape[1]):
             r = torch.from_numpy(rows[:, t])
             feats = [lv[:, r].float() for lv in self.levels]
             pos = [p.expand(-1, len(r), -1) for p in self.pos]
-            out.append(_Features(feats=feats, pos=pos, sizes=self.sizes))
+            out.append(FrameFeatures(feats=feats, pos=pos, sizes=self.sizes))
         return out
 
 
@@ -189,11 +190,10 @@ def clip_loss(tracker: Tracker, pool: FeaturePool, rows: np.ndarray,
     losses = []
     for t in range(1, len(feats)):
         f = feats[t]
-        out, sam_out, _, _ = head._track_step(t, False, f.feats, f.pos, f.sizes, None, None,
-                                              bank, len(feats), False, None)
+        out, sam_out = track_step(head, t, f.feats, f.pos, f.sizes, bank, len(feats))
         multi, _, ious, low_res, high_res, obj_ptr, obj_score = sam_out
         out.update(pred_masks=low_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
-        head._encode_memory_in_output(f.feats, f.sizes, None, True, high_res, obj_score, out)
+        encode_memory(head, f.feats, f.sizes, high_res, obj_score, out)
         bank["non_cond_frame_outputs"][t] = out
         losses.append(_frame_loss(multi, ious, obj_score, gt_low[:, t].to(head.device)))
     return torch.stack(losses).mean()

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from lens_ros.configuration import build_config
+
 #: Qwen2.5-VL-3B-Instruct language-model settings (the hub's ``config.json``).
 QWEN25_VL_3B_TEXT: dict[str, Any] = {
     "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008,
@@ -173,9 +175,9 @@ class LensConfig:
     def from_dict(cls, data: dict[str, Any]) -> "LensConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
         data = dict(data)
-        sam = _build(SamConfig, data.pop("sam", {}), "sam")
-        proc = _build(ProcessingConfig, data.pop("processing", {}), "processing")
-        return _build(cls, {**data, "sam": sam, "processing": proc}, "lens")
+        sam = build_config(SamConfig, data.pop("sam", {}), "sam")
+        proc = build_config(ProcessingConfig, data.pop("processing", {}), "processing")
+        return build_config(cls, {**data, "sam": sam, "processing": proc}, "lens")
 
 
 @dataclass
@@ -236,18 +238,10 @@ class InferenceConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "InferenceConfig":
         """Build from a dict; unknown keys raise ValueError naming them."""
-        return _build(cls, data, "inference")
+        return build_config(cls, data, "inference")
 
     def replace(self, **overrides: Any) -> "InferenceConfig":
         """A validated copy with ``overrides`` applied; unknown names raise ValueError."""
-        new = _build(type(self), {**self.to_dict(), **overrides}, "inference")
+        new = build_config(type(self), {**self.to_dict(), **overrides}, "inference")
         new.validate()
         return new
-
-
-def _build(cls, data: dict[str, Any], where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown {where} config field(s) {unknown}; known: {sorted(names)}")
-    return cls(**data)

@@ -19,7 +19,7 @@ from lens_ros.model.config import SamConfig
 MEMORY_MODULES = ("maskmem_tpos_enc", "memory_attention", "memory_encoder")
 
 
-def _memory_modules(cfg: SamConfig) -> tuple[MemoryAttention, MemoryEncoder]:
+def memory_modules(cfg: SamConfig) -> tuple[MemoryAttention, MemoryEncoder]:
     d, fs = cfg.d_model, cfg.embedding_size
 
     def rope(**extra) -> RoPEAttention:
@@ -58,7 +58,7 @@ def build_sam(cfg: SamConfig) -> SAM2Base:
                                                            temperature=10000),
                    d_model=cfg.d_model, backbone_channel_list=cfg.backbone_channel_list,
                    fpn_top_down_levels=list(cfg.fpn_top_down_levels), fpn_interp_model="nearest")
-    memory_attention, memory_encoder = _memory_modules(cfg)
+    memory_attention, memory_encoder = memory_modules(cfg)
     sam = SAM2Base(
         image_encoder=ImageEncoder(trunk=trunk, neck=neck, scalp=1),
         memory_attention=memory_attention, memory_encoder=memory_encoder,
@@ -87,3 +87,43 @@ def build_sam(cfg: SamConfig) -> SAM2Base:
 def sam_dtype(sam: torch.nn.Module) -> torch.dtype:
     """Floating dtype of the SAM weights."""
     return sam.no_mem_embed.dtype
+
+
+# ---- the one place that calls sam2's private methods ------------------------------------------
+# sam2 1.1.0 exposes image encoding, prompt encoding and mask decoding publicly, but the steps
+# below only as private methods of SAM2Base / MaskDecoder. They are wrapped here so that a sam2
+# upgrade that renames them breaks one module (and its tests), not the model, the tracker and
+# the tracker's training.
+def backbone_features(sam: SAM2Base, backbone: dict) -> tuple[list, list, list]:
+    """``SAM2Base._prepare_backbone_features``: (feature maps flattened to (HW, B, C) per level,
+    their position encodings, the (H, W) of each level), highest resolution first."""
+    _, feats, pos, sizes = sam._prepare_backbone_features(backbone)
+    return feats, pos, sizes
+
+
+def stability_fallback(decoder, masks: torch.Tensor, iou: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``MaskDecoder._dynamic_multimask_via_stability``: keep the single-mask output when it is
+    stable, else the best of the multimask outputs. ``masks`` (B, 4, h, w) logits with the
+    single output first, ``iou`` (B, 4); returns (B, 1, h, w) and (B, 1)."""
+    return decoder._dynamic_multimask_via_stability(masks, iou)
+
+
+def track_step(sam: SAM2Base, frame_idx: int, feats: list, pos: list, sizes: list,
+               bank: dict, num_frames: int) -> tuple[dict, tuple]:
+    """``SAM2Base._track_step`` on a non-conditioning frame without point or mask prompts and
+    without the memory encoder: memory attention over ``bank`` + the SAM heads.
+
+    Returns (the frame's output dict, the SAM heads' outputs: multimask logits, single-mask
+    logits, IoU predictions, low-res masks, high-res masks, object pointer, object score).
+    """
+    out, sam_out, _, _ = sam._track_step(frame_idx, False, feats, pos, sizes, None, None, bank,
+                                         num_frames, False, None)
+    return out, sam_out
+
+
+def encode_memory(sam: SAM2Base, feats: list, sizes: list, high_res_masks: torch.Tensor,
+                  object_score: torch.Tensor, out: dict) -> None:
+    """``SAM2Base._encode_memory_in_output``: run the memory encoder on a tracked frame's
+    high-res mask and store ``maskmem_features``/``maskmem_pos_enc`` in ``out``."""
+    sam._encode_memory_in_output(feats, sizes, None, True, high_res_masks, object_score, out)

@@ -19,7 +19,7 @@ Per tracked frame (SAM 2 ``SAM2VideoPredictor.propagate_in_video``, one object, 
 4. the memory encoder turns the mask into this frame's memory.
 
 Steps 2-4 are the ``sam2`` package's own ``SAM2Base._track_step`` and
-``_encode_memory_in_output`` on the tracking head (``tracking_weights.py``); this module adds
+``_encode_memory_in_output`` on the tracking head (``lens_ros.model.tracking.weights``); this module adds
 the frame encoding, a bounded memory bank for endless streams and the result. The conditioning
 frame takes the LENS mask as SAM 2's ``add_new_mask`` does (resized to the SAM input, >= 0.5,
 used as the output without the decoder, its pointer from the decoder on the mask prompt).
@@ -37,10 +37,10 @@ import torch.nn.functional as F
 
 from lens_ros.core import LensError, NotReadyError, Segmentation, Status, Timings
 from lens_ros.geometry import mask_to_box
-from lens_ros.model.config import _build
+from lens_ros.configuration import build_config
 from lens_ros.model.modeling import LensModel
 from lens_ros.model.processing import prepare_sam_image, to_rgb_array
-from lens_ros.model.sam import sam_dtype
+from lens_ros.model.sam import backbone_features, encode_memory, sam_dtype, track_step
 from lens_ros.model.tracking.weights import head_sam_config, init_tracking_head, load_tracking_head
 
 
@@ -68,13 +68,13 @@ class TrackerConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrackerConfig":
         """Build from a dict; unknown keys raise ValueError naming them."""
-        cfg = _build(cls, data, "tracker")
+        cfg = build_config(cls, data, "tracker")
         cfg.validate()
         return cfg
 
 
 @dataclass
-class _Features:
+class FrameFeatures:
     """SAM 2 features of one frame in the layout ``SAM2Base`` methods take (float32)."""
 
     feats: list[torch.Tensor]  # per level (HW, 1, C): strides 4, 8 (projected), 16
@@ -155,7 +155,7 @@ class Tracker:
         return sorted(self._bank["non_cond_frame_outputs"]) if self._bank else []
 
     # ---- frames --------------------------------------------------------------------------
-    def _encode(self, rgb: np.ndarray) -> _Features:
+    def _encode(self, rgb: np.ndarray) -> FrameFeatures:
         model, head = self._model, self.head
         cfg = model.lens_config
         pixels = prepare_sam_image(rgb, cfg.sam.image_size, cfg.processing.sam_pixel_mean,
@@ -167,8 +167,8 @@ class Tracker:
         fpn[1] = head.sam_mask_decoder.conv_s1(fpn[1])
         pos = [p.float() for p in out["vision_pos_enc"]]
         backbone = {"backbone_fpn": fpn, "vision_pos_enc": pos}
-        _, feats, pos, sizes = head._prepare_backbone_features(backbone)
-        return _Features(feats, pos, sizes)
+        feats, pos, sizes = backbone_features(head, backbone)
+        return FrameFeatures(feats, pos, sizes)
 
     def _mask_input(self, mask: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
         mask = np.asarray(mask)
@@ -240,11 +240,10 @@ class Tracker:
         f = self._encode(rgb)
         t1 = time.perf_counter()
         head, idx = self.head, self._index + 1
-        out, sam_out, _, _ = head._track_step(
-            idx, False, f.feats, f.pos, f.sizes, None, None, self._bank, idx + 1, False, None)
+        out, sam_out = track_step(head, idx, f.feats, f.pos, f.sizes, self._bank, idx + 1)
         _, _, ious, low_res, high_res, obj_ptr, obj_score = sam_out
         out.update(pred_masks=low_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
-        head._encode_memory_in_output(f.feats, f.sizes, None, True, high_res, obj_score, out)
+        encode_memory(head, f.feats, f.sizes, high_res, obj_score, out)
         self._remember(idx, out)
         logits = LensModel.upsample_masks(low_res, rgb.shape[:2])
         mask = (logits[0, 0] > self.config.mask_threshold).cpu().numpy()

@@ -34,7 +34,7 @@ from sam2.modeling.sam2_base import SAM2Base
 
 from lens_ros.core import CheckpointError
 from lens_ros.model.config import SamConfig
-from lens_ros.model.sam import _memory_modules, build_sam
+from lens_ros.model.sam import memory_modules, build_sam
 
 TRACKER_WEIGHTS = "tracker.safetensors"
 TRACKER_CONFIG = "tracker_config.json"
@@ -94,7 +94,7 @@ def init_tracking_head(lens_sam: torch.nn.Module, cfg: SamConfig, seed: int = 0,
     g = torch.random.fork_rng(devices=[])
     with g:
         torch.manual_seed(seed)
-        attention, encoder = _memory_modules(cfg)
+        attention, encoder = memory_modules(cfg)
         tpos = torch.nn.init.trunc_normal_(torch.zeros(cfg.num_maskmem, 1, 1, cfg.memory_dim),
                                            std=0.02)
     state.update({f"memory_attention.{k}": v for k, v in attention.state_dict().items()})
