@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "models" / "lens-demo"
 DEFAULT_BAG = REPO / "data" / "demo_bag"
 #: node parameters of the demo (the demo model answers with <think> reasoning, short answers)
@@ -41,8 +42,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def ros_env() -> dict:
-    """Environment of the three processes: localhost-only DDS with the shared-memory profile."""
+    """Environment of the three processes: localhost-only DDS with the shared-memory profile, on
+    a DDS domain of their own (unless ``ROS_DOMAIN_ID`` is set), so that other ROS 2 nodes on the
+    machine neither answer the demo's commands nor receive its frames."""
     env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "lens_fastdds.xml"))
     env.setdefault("OMP_NUM_THREADS", "1")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 #: the model shipped in the repository (relative to the repository root)
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "lens-demo"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "lens-demo"
 
 
 def make_parser() -> argparse.ArgumentParser:
