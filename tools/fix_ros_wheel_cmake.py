@@ -3,7 +3,7 @@
 The Jazzy wheels were built in a manylinux container whose Python lived in
 /opt/python/cp311-cp311; the exported *__rosidl_generator_py targets carry that include path,
 which makes any downstream rosidl_generate_interfaces() fail with "Imported target ... includes
-non-existent path". Idempotent; run with the venv's python (shared/reference/ros2-from-pypi.md §5).
+non-existent path". Idempotent; run with the venv's python.
 """
 import glob
 import os

@@ -1,6 +1,6 @@
 """Warm-up supervised stage of the demo recipe (``python -m lens_ros.demo.train sft``): teacher-forced cross-entropy
 on the answer and reasoning, plus an auxiliary dense loss on the merged visual tokens, with an
-easy-pool curriculum (demo-model.md). The paper starts from an instruction-tuned Qwen; our
+easy-pool curriculum (docs/demo.md). The paper starts from an instruction-tuned Qwen; our
 from-scratch model must first learn the format, the reasoning and grounding here.
 
 Trains the language model and the vision tower (the LENS head and SAM are untouched); the aux
