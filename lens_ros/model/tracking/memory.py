@@ -19,7 +19,7 @@ Per tracked frame (SAM 2 ``SAM2VideoPredictor.propagate_in_video``, one object, 
 4. the memory encoder turns the mask into this frame's memory.
 
 Steps 2-4 are the ``sam2`` package's own ``SAM2Base._track_step`` and
-``_encode_memory_in_output`` on the tracking head (``tracking_weights.py``); this module adds
+``_encode_memory_in_output`` on the tracking head (``model/tracking/weights.py``); this module adds
 the frame encoding, a bounded memory bank for endless streams and the result. The conditioning
 frame takes the LENS mask as SAM 2's ``add_new_mask`` does (resized to the SAM input, >= 0.5,
 used as the output without the decoder, its pointer from the decoder on the mask prompt).
