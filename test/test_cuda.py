@@ -1,4 +1,4 @@
-"""CUDA smoke test: runs only when a GPU is present (skipped on CPU machines such as CI here).
+"""CUDA smoke test: runs only when a GPU is present (skipped on CPU-only machines such as CI).
 
 On a GPU: the tiny checkpoint loads on ``cuda`` in bf16 by default (fp16 on request) with
 PyTorch SDPA attention, segments, tracks (the tracking head runs in fp32 beside the bf16 model)
