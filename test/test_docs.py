@@ -9,11 +9,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ["README.md", "CHANGELOG.md", "docs", "lens_ros", "config", "scripts", "bench", "test",
            "requirements", "tools"]
-# Assembled from pieces so that this file does not match itself.
+# Assembled at run time from pieces, so that neither this file nor its bytecode matches itself
+# (the compiler folds "a" + "b" into one constant; it does not fold a join).
+_J = "".join
 FORBIDDEN = re.compile("|".join([
-    "sess" + r"ion [0-9]", "iss" + r"ue [0-9]", "lens-" + "reference", "demo-" + r"model\.md",
-    "model-" + "stack", "DES" + r"IGN\.md", "pit" + r"fall [0-9]", "(?-i:README" + "_[a-z])",
-    "our " + "machines", "shared/" + "reference"]), re.IGNORECASE)
+    _J(["sess", r"ion [0-9]"]), _J(["iss", r"ue [0-9]"]), _J(["lens-", "reference"]),
+    _J(["demo-", r"model\.md"]), _J(["model-", "stack"]), _J(["DES", r"IGN\.md"]),
+    _J(["pit", r"fall [0-9]"]), _J(["(?-i:README", "_[a-z])"]), _J(["our ", "machines"]),
+    _J(["shared/", "reference"])]), re.IGNORECASE)
 README_MAX_LINES = 250
 
 
@@ -40,8 +43,8 @@ def test_no_development_history_or_outside_references():
 
 
 def test_the_pattern_catches_what_it_should():
-    assert _hits("measured in " + "Sess" + "ion 3") and _hits("see " + "lens-" + "reference.md")
-    assert _hits("(" + "pit" + "fall 12)") and _hits("see " + "README" + "_node.md")
+    assert _hits(_J(["measured in Sess", "ion 3"])) and _hits(_J(["see lens-", "reference.md"]))
+    assert _hits(_J(["(pit", "fall 12)"])) and _hits(_J(["see README", "_node.md"]))
     assert not _hits("the session's command") and not _hits("TrackSession.step")
 
 
