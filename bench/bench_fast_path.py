@@ -4,7 +4,7 @@ For each configuration and each synthetic test-split scene (its command): the fa
 and the fast one on the same image; prints the mask agreement (mean and 10th percentile of the
 IoU between the two masks; both empty counts 1), the share of scenes with agreement >= 0.98,
 the mask-pass time of both (median) and the speed-up, and, for the trained demo model, each
-path's mean IoU against the ground truth. The decision rule (issue 9): the fast pass may be on
+path's mean IoU against the ground truth. The decision rule: the fast pass may be on
 by default only if the mean agreement on the test split is >= 0.98. With random weights
 (``tiny``, ``mid``, ``scaled``) the agreement says nothing about a trained model; only the
 speed-up is informative there. Seeded, one warm-up, time.perf_counter(); noisy shared machine.

@@ -28,9 +28,9 @@ from lens_ros.speech.recognizer import SpeechConfig, SpeechRecognizer
 from lens_ros.speech.types import BackendUnavailableError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "test" / "data" / "speech"
-#: what the issue measured before this work (pocketsphinx on espeak-ng, 24 commands)
-BASELINE = {"grammar": "22/24 = 0.92 (issue 11, small JSGF)",
-            "dictation": "1/24 = 0.04 (issue 11, default LM)", "whisper": "-"}
+#: the earlier baseline (pocketsphinx on espeak-ng, 24 commands)
+BASELINE = {"grammar": "22/24 = 0.92 (small JSGF)",
+            "dictation": "1/24 = 0.04 (default LM)", "whisper": "-"}
 TARGET_EXACT = 0.90
 
 

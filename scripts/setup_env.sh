@@ -39,7 +39,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
-# pip install, without the noise of index locations that this machine's pip config names but lacks.
+# pip install, without the noise of index locations that a local pip config may name but lack.
 pipi() { "${PIP[@]}" install -q "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; }
 
 # 2. Python packages (stamp = hash of the requirement files).
@@ -47,7 +47,7 @@ REQ_HASH=$(hash_of requirements/*.txt)
 if ! stamp_ok requirements "$REQ_HASH"; then
   step "installing pinned requirements (first time: ~3 min)"
   pipi -U 'pip==26.3' -c "$CONSTRAINTS" || pipi -U pip
-  # torch first, from the CPU wheel on this machine's disk (pinned by the constraints file).
+  # torch first: the CPU build pinned by the constraints file.
   pipi -c "$CONSTRAINTS" torch==2.13.0
   pipi -c "$CONSTRAINTS" -r requirements/ml.txt -r requirements/ros.txt -r requirements/tools.txt
   # sam2 declares torchvision and tries to build a CUDA extension: neither is needed by our code.

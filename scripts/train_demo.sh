@@ -78,5 +78,5 @@ printf '{"seed": %s, "minutes": %s, "source": "%s", "recipe": "scripts/train_dem
 step "done: $SHIP (table: $RUN/table.md)"
 if [ -f "$SHIP/tracker.safetensors" ]; then
     echo "note: $SHIP/tracker.safetensors was trained with the previous SAM image encoder;" \
-         "retrain it for track mode: python -m lens_ros.demo.tracker_training (see README)"
+         "retrain it for track mode: python -m lens_ros.demo.tracker_training (see docs/demo.md)"
 fi

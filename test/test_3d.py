@@ -1,5 +1,5 @@
 """3D target of a result (``lens_ros.target3d.attach_target_3d``, the function the node calls
-with ``enable_3d``) against the synthetic scenes' ground-truth 3D centres (issue 9: median error
+with ``enable_3d``) against the synthetic scenes' ground-truth 3D centres (target: median error
 <= 2 % of the distance), and NO_DEPTH instead of a crash for missing or invalid depth."""
 from types import SimpleNamespace
 

@@ -1,9 +1,9 @@
-"""CUDA smoke test: runs only when a GPU is present (skipped on CPU machines such as CI here).
+"""CUDA smoke test: runs only when a GPU is present (skipped on CPU-only machines such as CI).
 
 On a GPU: the tiny checkpoint loads on ``cuda`` in bf16 by default (fp16 on request) with
 PyTorch SDPA attention, segments, tracks (the tracking head runs in fp32 beside the bf16 model)
 and runs the fast mask pass; ``release()`` gives the GPU memory back. What these dtypes mean for
-the released LENS-3B is in README_track3d.md ("Running LENS-3B on a GPU robot").
+the released LENS-3B is in docs/track3d.md ("Running the released LENS-3B on a GPU robot").
 """
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """lens_ros.geometry: mask -> box, depth decoding, and the robust 3D target against the synthetic
-scenes' ground-truth centres (issue 9: median error <= 2 % of the distance)."""
+scenes' ground-truth centres (target: median error <= 2 % of the distance)."""
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils

@@ -42,10 +42,10 @@ def test_config_yaml_holds_every_declared_default_with_its_type():
 
 def test_readme_parameter_table_matches_config_yaml():
     path = REPO / "README.md"
-    assert path.is_file(), "README.md is missing; its parameter table comes from README_node.md"
+    assert path.is_file(), "README.md is missing; it holds the node's parameter table"
     readme = path.read_text()
     assert BEGIN in readme and END in readme, \
-        f"README.md needs the parameter table between {BEGIN} and {END} (see README_node.md)"
+        f"README.md needs the parameter table between {BEGIN} and {END}"
     table = _table_params(readme.split(BEGIN, 1)[1].split(END, 1)[0])
     assert table == _yaml_params()
 

@@ -1,4 +1,4 @@
-"""lens_node's track mode, 3D target and command batching (issue 9), with the tiny model.
+"""lens_node's track mode, 3D target and command batching, with the tiny model.
 
 The first tests drive the node's inference worker directly (rclpy-free, no DDS): the track-mode
 timeline (LENS on the command, TRACKED frames with the LENS frame's stamp, re-acquisition after

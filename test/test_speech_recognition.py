@@ -105,7 +105,7 @@ def test_babble_and_out_of_grammar_speech_are_not_forwarded(recognizer):
         assert results, row["file"]
         rejected.append(not forwarded(results))
         assert all(r.reason for r in results if not r.accepted)
-    # about 1 in 10 out-of-grammar sentences passes the confidence test (README_speech.md)
+    # about 1 in 10 out-of-grammar sentences passes the confidence test (docs/speech.md)
     assert sum(rejected) >= len(rejected) - 1, rejected
 
 

@@ -1,4 +1,4 @@
-"""Tracking quality with trained weights (issue 9's acceptance test), on the shipped demo model.
+"""Tracking quality with trained weights (the acceptance test), on the shipped demo model.
 
 Protocol (held-out synthetic moving-object sequences, test-split seeds, 10 fps, the demo
 model's 112 px input): every frame is segmented twice, (a) by a full LENS call ("per-frame

@@ -118,7 +118,7 @@ def test_export_llm_gives_a_plain_qwen_model(tiny_model_dir, tmp_path):
 
 def test_distributed_config_files():
     two = yaml.safe_load((CONFIG / "accelerate_2proc_cpu.yaml").read_text())
-    # MULTI_CPU or use_cpu would silently start one process (pitfall 11)
+    # MULTI_CPU or use_cpu would silently start one process (accelerate's simple launcher)
     assert two["distributed_type"] == "MULTI_GPU" and two["use_cpu"] is False
     assert two["num_processes"] == 2
     multi = yaml.safe_load((CONFIG / "accelerate_multigpu.yaml").read_text())
@@ -130,7 +130,7 @@ def test_distributed_config_files():
         try:
             from deepspeed.runtime.config import DeepSpeedConfig
         except ImportError:
-            continue  # not installed here (model-stack-cpu.md 5.4): JSON checked above
+            continue  # deepspeed not installed: JSON checked above
         concrete = {**ds, "train_batch_size": 8, "train_micro_batch_size_per_gpu": 8,
                     "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
                     "bf16": {"enabled": True}, "fp16": {"enabled": False}}

@@ -1,8 +1,8 @@
 """Stage-2 GRPO on the tiny LENS model with images (real TRL GRPOTrainer, CPU).
 
 Shrunk settings and why: G=4 and per-device batch 4 (one prompt per step, 2 cores),
-max_completion_length 8 (a random policy never stops, pitfall 17), lr 1e-3 (visible changes in
-2 steps), gradient checkpointing and bf16 off (TRL's GPU defaults, pitfall 10).
+max_completion_length 8 (a random policy never stops), lr 1e-3 (visible changes in
+2 steps), gradient checkpointing and bf16 off (TRL's GPU defaults).
 """
 import json
 
@@ -23,7 +23,7 @@ from lens_ros.data.toydata import write_toy_refer_seg
 
 def varied_reward(completions, **kwargs):
     """A reward with variance inside every group, so advantages are non-zero on a random
-    policy (pitfall 17): a hash of the generated text."""
+    policy (a format reward scores a whole group alike): a hash of the generated text."""
     return [(sum(map(ord, completion_text(c))) % 13) / 13.0 for c in completions]
 
 

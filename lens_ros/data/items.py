@@ -1,7 +1,7 @@
 """The one item format every training data source produces: :class:`TrainItem`.
 
 RefCOCO/RefCOCO+/RefCOCOg, ReasonSeg and the project's synthetic scenes (``lens_ros.synthetic``)
-all yield ``TrainItem``; the trainers turn items into model inputs (``lens_ros.training.rows``).
+all yield ``TrainItem``; the trainers turn items into model inputs (``lens_ros.training.batching``).
 A source is any map-style sequence of items (``len(src)``, ``src[i] -> TrainItem``); a record that
 cannot become a valid item raises :class:`BadRecordError`, which the dataset wrapper counts and
 skips (:class:`SkipCounter`), so one bad record never stops a run.

@@ -5,7 +5,7 @@
 
 Uses the shipped demo model (``models/lens-demo``) through :class:`LensSegmenter` and draws with
 :func:`lens_ros.visualize.overlay`. The demo model knows only the synthetic scenes' closed
-vocabulary (see README); other words become unknown tokens.
+vocabulary (docs/synthetic.md); other words become unknown tokens.
 """
 from __future__ import annotations
 

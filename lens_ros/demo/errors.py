@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         instances = json.loads((folder / "instances.json").read_text(encoding="utf-8"))
         cells = token_cells(instances, args.grid)
     except (OSError, ValueError, KeyError) as err:
-        print(f"demo_errors: {err}", file=sys.stderr)
+        print(f"lens_ros.demo.errors: {err}", file=sys.stderr)
         return 2
     print(table(classify(records, refs)))
     print(f"Box accuracy by the target's visual-token cell ({args.grid} x {args.grid}):\n")

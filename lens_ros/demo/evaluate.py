@@ -1,7 +1,7 @@
 """Quick held-out evaluation during the demo recipe: greedy answers on VAL-split scenes.
 
 The final numbers come from ``lens-eval`` on the test split; this is the in-training monitor
-(demo-model.md: watch box accuracy and think exactness, the first signs of grounding take-off).
+(box accuracy and think exactness are the first signs of grounding take-off).
 """
 from __future__ import annotations
 

@@ -215,10 +215,10 @@ def main(argv=None) -> int:
         ck = load_checkpoint(args.model, torch.device("cpu"), torch.float32)
         pool = load_pool(args.pool_dir, args.pool)
     except (OSError, ValueError, KeyError) as err:
-        print(f"demo_probe: {err}", file=sys.stderr)
+        print(f"lens_ros.demo.probe: {err}", file=sys.stderr)
         return 2
     if args.train + args.test > len(pool):
-        print(f"demo_probe: the pool has {len(pool)} scenes, fewer than --train + --test",
+        print(f"lens_ros.demo.probe: the pool has {len(pool)} scenes, fewer than --train + --test",
               file=sys.stderr)
         return 2
     model = ck.model.eval()

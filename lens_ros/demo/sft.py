@@ -1,6 +1,6 @@
 """Warm-up supervised stage of the demo recipe (``python -m lens_ros.demo.train sft``): teacher-forced cross-entropy
 on the answer and reasoning, plus an auxiliary dense loss on the merged visual tokens, with an
-easy-pool curriculum (demo-model.md). The paper starts from an instruction-tuned Qwen; our
+easy-pool curriculum (docs/demo.md). The paper starts from an instruction-tuned Qwen; our
 from-scratch model must first learn the format, the reasoning and grounding here.
 
 Trains the language model and the vision tower (the LENS head and SAM are untouched); the aux
@@ -38,14 +38,14 @@ class SFTConfig:
     output_dir: str = "runs/demo/sft"  #: run folder (metrics, plots, checkpoints)
     init: str = ""  #: checkpoint to start from; "" = random weights of ``preset``
     preset: str = "demo"  #: model preset used when ``init`` is empty
-    pool_dir: str = "data/demo_pool"  #: folder of the pools (``python -m ...demo_pool``)
+    pool_dir: str = "data/demo_pool"  #: folder of the pools (``python -m lens_ros.demo.pool``)
     normal_pool: str = "normal"  #: pool of 2-5-object scenes
     easy_pool: str = "easy"  #: pool of 1-3-object scenes (curriculum)
     easy_fraction: float = 0.3  #: the first this share of the run draws only easy scenes
     easy_share_after: float = 0.2  #: afterwards, this share of each batch stays easy
     dense_fraction: float = 0.5  #: share of "list the objects" samples in a batch
     listing: bool = False  #: grounding thinks list every object with its box first (experiment;
-    #: ``demo_samples.grounding_reasoning``)
+    #: ``lens_ros.demo.samples.grounding_reasoning``)
     aux_weight: float = 1.0  #: weight of the dense visual-token loss (0 = off)
     coord_weight: float = 1.0  #: cross-entropy weight of the coordinate tokens (others 1)
     steps: int = 6000  #: optimizer steps (the cosine schedule spans them)
@@ -75,7 +75,7 @@ class AuxHead(nn.Module):
         self.proj = nn.Linear(dim, sum(self.sizes))
 
     def loss(self, tokens: torch.Tensor, t: dict) -> torch.Tensor:
-        """tokens (B, G*G, D); targets from :func:`demo_samples.aux_targets` (batched)."""
+        """tokens (B, G*G, D); targets from :func:`lens_ros.demo.samples.aux_targets` (batched)."""
         obj, col, shp, siz, box = self.proj(tokens).split(self.sizes, dim=-1)
         loss = F.binary_cross_entropy_with_logits(obj[..., 0], t["obj"])
         has = t["obj"] > 0

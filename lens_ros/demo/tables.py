@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     try:
         before, after = load_eval(args.before), load_eval(args.after)
     except (OSError, KeyError, ValueError) as err:
-        print(f"demo_tables: cannot read the lens-eval reports: {err}", file=sys.stderr)
+        print(f"lens_ros.demo.tables: cannot read the lens-eval reports: {err}", file=sys.stderr)
         return 2
     text = table(before, after) + "\nGRPO effect on the same sentences (after − before):\n\n" + \
         effect_table(load_records(args.before), load_records(args.after))

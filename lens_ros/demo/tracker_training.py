@@ -1,7 +1,7 @@
 """Train the tracking head (SAM 2's video parts) on synthetic moving-object sequences.
 
-LENS checkpoints carry no memory modules, and no SAM 2 weights can be downloaded here, so the
-demo model's tracker is trained: the LENS model stays frozen (its SAM 2 image encoder only
+LENS checkpoints carry no memory modules, and Meta's SAM 2 weights do not fit the demo model's
+small SAM 2, so the demo model's tracker is trained: the LENS model stays frozen (its SAM 2 image encoder only
 provides features); the head (memory attention, memory encoder, temporal encodings, object
 pointers and its own copy of the mask decoder, initialised from the LENS decoder) learns as in
 SAM 2's video training, on short clips: the first frame is conditioned on the ground-truth mask,

@@ -19,7 +19,7 @@ from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD, PRECISION_THRESHOLDS,
 from lens_ros.evaluation.refcoco import PAPER_SPLITS
 from lens_ros.visualize import overlay
 
-#: LENS-3B cIoU x100 from the paper (Table 1, README ``assets/res1.png``)
+#: LENS-3B cIoU x100 from the paper (Table 1; the hustvl/LENS README's ``assets/res1.png``)
 PAPER_LENS_3B = {"refcoco.unc.val": 84.2, "refcoco.unc.testA": 85.3, "refcoco.unc.testB": 81.0,
                  "refcoco+.unc.val": 79.4, "refcoco+.unc.testA": 82.8, "refcoco+.unc.testB": 74.3,
                  "refcocog.umd.val": 81.2, "refcocog.umd.test": 81.0}

@@ -1,7 +1,7 @@
 """Configuration dataclasses of the LENS model and of inference.
 
 Defaults are the released LENS-3B (Qwen2.5-VL-3B-Instruct + SAM 2 Hiera-L, 64 context queries);
-see ``shared/reference/lens-reference.md`` sections 1.2-1.9. Presets (``presets.py``) derive
+as in the reference implementation (hustvl/LENS). Presets (``presets.py``) derive
 smaller models from these classes. Everything here is plain data: no torch import.
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ class LensConfig:
     sam: SamConfig = field(default_factory=SamConfig)  #: the SAM 2 part
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)  #: image preparation
     #: demo deviation (off in LENS): the vision tower also gets two channels with the pixel's
-    #: x and y in [-1, 1] (needs ``vision_config["in_channels"] == 5``), see demo-model.md
+    #: x and y in [-1, 1] (needs ``vision_config["in_channels"] == 5``), docs/demo.md
     coord_channels: bool = False
     #: demo deviation (off in LENS): the answer's parsed box also goes to the SAM 2 decoder as
     #: its two box-corner tokens, beside the query prompt
@@ -215,7 +215,7 @@ class InferenceConfig:
     max_pixels: int | None = None
     #: fast mask pass (not LENS): reuse the generation KV cache and run only the 64 queries
     #: (``fast_path.py``); M-RoPE positions instead of the reference's 1-D ones change the
-    #: mask, so it is off unless measured agreement allows it (README_track3d.md)
+    #: mask, so it is off unless measured agreement allows it (docs/track3d.md)
     fast_mask_pass: bool = False
 
     def validate(self) -> None:

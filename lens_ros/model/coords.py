@@ -1,4 +1,4 @@
-"""Demo deviations from LENS, both config switches (off in ``lens-3b``; demo-model.md):
+"""Demo deviations from LENS, both config switches (off in ``lens-3b``):
 
 * ``coord_channels``: CoordConv-like input for the Qwen2.5-VL vision tower. The stock tower has
   only rotary (relative) positions, so a from-scratch model cannot read absolute positions off

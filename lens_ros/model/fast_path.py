@@ -2,11 +2,11 @@
 
 The faithful LENS mask pass (``LensModel.query_hidden_states``) runs the whole sequence again
 (prompt with its image tokens + completion + 64 queries) with 1-D positions, because the head
-was trained that way (lens-reference.md 1.9). With a KV cache from ``generate`` only the last
+was trained that way. With a KV cache from ``generate`` only the last
 generated token and the 64 queries need a forward pass; but the cached keys were computed with
 M-RoPE positions (3-D on the image tokens) and the queries then continue those positions, so
 the query states and the mask **differ** from the faithful ones. How much is measured, not
-assumed (``bench/bench_fast_path.py``, README_track3d.md); ``InferenceConfig.fast_mask_pass``
+assumed (``bench/bench_fast_path.py``, docs/track3d.md); ``InferenceConfig.fast_mask_pass``
 (off by default) switches it on.
 
 Positions of the appended tokens: Qwen's text continuation rule, ``number of attended tokens

@@ -4,7 +4,7 @@ A faithful re-implementation of ``SAMR1ForConditionalGeneration_qwen2p5``
 (hustvl/LENS ``src/open_r1/trainer/samr1.py:260-465``) on transformers' own
 ``Qwen2_5_VLForConditionalGeneration`` and the ``sam2`` package's modules.
 
-The mask pass (``lens-reference.md`` 1.3-1.9): embed prompt + generated ids, scatter the vision
+The mask pass (as the reference implementation, hustvl/LENS): embed prompt + generated ids, scatter the vision
 features into the image tokens, append the 64 query embeddings (attention mask extended with
 ones), run the language model with **1-D positions** ``cumsum(mask) - 1`` (pads set to 1) on all
 three M-RoPE axes, take the post-final-norm hidden states of the last 64 positions, then

@@ -52,7 +52,8 @@ def lens_3b_config() -> LensConfig:
 
 
 def _small_sam(image_size: int) -> SamConfig:
-    # Hiera with 16 channels; global blocks avoid the q-pool blocks 1, 3, 5 (pitfall 13);
+    # Hiera with 16 channels; global blocks avoid the q-pool blocks 1, 3, 5 (a global block that
+    # starts a q-pooling stage divides by window_size // q_stride = 0 in sam2's hieradet.py);
     # tracking-only memory modules shrunk for the same reason the encoder is
     return SamConfig(variant="tiny_hiera", image_size=image_size, embed_dim=16, num_heads=1,
                      stages=[1, 2, 2, 1], global_att_blocks=[2, 4], window_spec=[8, 4, 4, 4],
@@ -65,7 +66,7 @@ def tiny_config() -> LensConfig:
         "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_act": "silu",
         "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-        # sum(mrope_section) must be head_dim / 2 = 64 / 4 / 2 (pitfall 7)
+        # sum(mrope_section) must be head_dim / 2 = 64 / 4 / 2 (else the rotary split fails)
         "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
         **_LOCAL_TEXT_IDS,
     }
@@ -82,7 +83,7 @@ def tiny_config() -> LensConfig:
 
 
 def demo_config() -> LensConfig:
-    """The shipped demo model (demo-model.md's recipe): 192-wide 3-layer LM, 2-block 128-wide
+    """The shipped demo model (its recipe: docs/demo.md): 192-wide 3-layer LM, 2-block 128-wide
     vision tower with coordinate channels, 112 px LLM input (16 image tokens), word-level
     tokenizer, a 1-block connector and a 16-channel Hiera SAM 2 at 128 px with the answer box as
     extra corner tokens. ``coord_channels`` and ``box_prompt`` are the documented deviations."""
@@ -132,10 +133,10 @@ def register_preset(preset: Preset) -> Preset:
 register_preset(Preset("lens-3b", "released LENS-3B: Qwen2.5-VL-3B + SAM 2 Hiera-L 1024 px "
                        "(load the real weights; random init is for shape checks only)",
                        lens_3b_config))
-register_preset(Preset("tiny", "~3M-parameter test model, 256 px SAM, local BPE tokenizer",
+register_preset(Preset("tiny", "5.5 M-parameter test model (random init), 256 px SAM, local BPE tokenizer",
                        tiny_config, _local_tokenizer, inference={"max_new_tokens": 24}))
-register_preset(Preset("demo", "~3M-parameter shipped demo model: word-level tokenizer, "
-                       "112 px, coordinate channels, box-corner SAM prompt (demo-model.md)",
+register_preset(Preset("demo", "9.9 M-parameter shipped demo model (19.9 MB in fp16): word-level tokenizer, "
+                       "112 px, coordinate channels, box-corner SAM prompt",
                        demo_config, _demo_tokenizer,
                        inference={"max_new_tokens": 48, "reasoning": True,
                                   "repetition_penalty": 1.0, "stability_fallback": False}))
@@ -189,7 +190,7 @@ def save_preset_checkpoint(name: str, directory: str | Path, seed: int = 0) -> P
     preset = get_preset(name)
     if preset.make_tokenizer is None:
         raise ValueError(f"preset {name!r} has no local tokenizer; its weights and tokenizer come "
-                         "from the released checkpoint (see README_model.md)")
+                         "from the released checkpoint (see docs/model.md)")
     tokenizer = preset.make_tokenizer()
     cfg = preset.config()
     _check_tokenizer(tokenizer, cfg)

@@ -79,7 +79,8 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
     ``ProcessorMixin`` reads its attributes from the ``__init__`` signature, so leaving out
     ``video_processor`` is enough. Load saved folders (ours or a real Qwen2.5-VL/LENS one) with
     ``ImageOnlyQwen2_5_VLProcessor.from_pretrained(dir)``; ``AutoProcessor`` would return only
-    the tokenizer (model-stack-cpu.md pitfalls 5 and 6).
+    the tokenizer (the saved ``processor_class`` is this subclass, which AutoProcessor does not
+    know), and ``Qwen2_5_VLProcessor`` itself needs torchvision for its video processor.
     """
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):

@@ -1,7 +1,7 @@
 """A word-level tokenizer for the ``demo`` preset: one token per word of the synthetic scenes'
 closed vocabulary, one per pixel integer, the fixed LENS prompt pieces as single tokens.
 
-Why (``shared/reference/demo-model.md``): a model trained from scratch on CPU learns much faster
+Why: a model trained from scratch on CPU learns much faster
 when every coordinate is ONE token (``0 .. max_coordinate``) and every word is one token. The
 Qwen2.5 special tokens keep ids 0..13 (as :mod:`tokenizer`), so the preset's token ids match.
 

@@ -84,7 +84,7 @@ class GrammarBackend(ASRBackend):
     frame of recognised words (pocketsphinx log units). Speech that is in the grammar scores
     close to the phone loop (lr ~ 0); anything else falls far below. ``confidence =
     sigmoid((lr - confidence_center) / confidence_scale)``, so 0.5 sits at ``confidence_center``.
-    The defaults were set on espeak-ng speech (README_speech.md): of 494 correctly decoded
+    The defaults were set on espeak-ng speech (docs/speech.md): of 494 correctly decoded
     commands (7 voices x 3 speeds) 1.2 % score below -6; of 72 out-of-grammar sentences
     (4 voices) 12.5 % score above it.
 
@@ -171,7 +171,7 @@ class GrammarBackend(ASRBackend):
 
 class DictationBackend(ASRBackend):
     """pocketsphinx with its general English trigram model: free text, low accuracy on
-    commands (README_speech.md), useful as a baseline and for logging what was said.
+    commands (docs/speech.md), useful as a baseline and for logging what was said.
 
     Confidence: the lattice posterior of the best path (pocketsphinx ``bestpath``), 0..1.
 

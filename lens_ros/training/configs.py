@@ -2,7 +2,7 @@
 
 Every field has a ``help`` text (shown by ``lens-train stage1 --help``); the YAML files in
 ``config/`` set them by name. Stage 2 is configured by :class:`~lens_ros.training.grpo_config.
-LensGRPOConfig`. Defaults are the paper's (lens-reference.md 2.1-2.2).
+LensGRPOConfig`. Defaults are the paper's released runs.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The policy pass of a LENS GRPO step: token log-probs and mask logits from ONE call of the
 (possibly DDP-wrapped) model, so that every trainable parameter is reached through the wrapper's
-forward (DDP then needs no unused-parameter search, pitfall 12).
+forward (DDP then needs no unused-parameter search, which fails on gloo with 'marked as ready twice').
 
 TRL computes log-probs with ``model(**inputs, labels=..., fused_lm_head=True)``. The trainer
 installs :func:`install_lens_forward` on the LensModel, which leaves that call unchanged unless

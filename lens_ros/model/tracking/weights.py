@@ -17,7 +17,7 @@ use SAM 2's own parameter names without the ``image_encoder.`` prefix, so that:
   sequences, the LENS weights frozen).
 
 The head always runs in float32: it is small, and the ``sam2`` package's dense positional
-encoding fails in bf16 (see README_model.md).
+encoding fails in bf16.
 """
 from __future__ import annotations
 
