@@ -190,7 +190,7 @@ def test_interactive_lens_ask_in_tmux(stack, tmp_path):
                                   capture_output=True, text=True).stdout
     try:
         end = time.monotonic() + 30
-        while "lens> " not in pane() and time.monotonic() < end:
+        while "lens>" not in pane() and time.monotonic() < end:  # tmux trims the blank
             time.sleep(0.2)
         subprocess.run([*sock, "send-keys", "-t", "ask", COMMAND, "Enter"], check=True)
         end = time.monotonic() + 60

@@ -268,7 +268,8 @@ def run_one(client: AskClient, args, command: str) -> int:
         if result is None:
             print("lens-ask: interrupted before the goal was sent")
             return EXIT_NO_ANSWER
-    print(format_result(result, state), flush=True)
+    streamed = not (args.topic or args.quiet)
+    print(format_result(result, state, show_answer=not streamed), flush=True)
     if args.out:
         source = image
         if source is None:

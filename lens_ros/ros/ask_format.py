@@ -38,8 +38,9 @@ def stamp_text(header) -> str:
     return f"{header.frame_id} @ {header.stamp.sec}.{header.stamp.nanosec:09d}"
 
 
-def format_result(msg, goal_state: str = "") -> str:
-    """Readable lines for one LensResult (status, box, scores, timings, frame, answer, error)."""
+def format_result(msg, goal_state: str = "", show_answer: bool = True) -> str:
+    """Readable lines for one LensResult (status, box, scores, timings, frame, answer, error);
+    ``show_answer=False`` leaves out the raw answer (when it was streamed already)."""
     state = f"  (goal {goal_state})" if goal_state else ""
     lines = [f"status   {status_name(msg.status)}{state}"]
     if msg.has_box:
@@ -51,7 +52,7 @@ def format_result(msg, goal_state: str = "") -> str:
     if msg.has_point:
         p = msg.target_point
         lines.append(f"point    ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m")
-    if msg.answer:
+    if show_answer and msg.answer:
         lines.append(f"answer   {msg.answer}")
     if msg.truncated:
         lines.append("note     generation stopped at max_new_tokens")
