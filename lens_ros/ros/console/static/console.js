@@ -96,7 +96,7 @@ $("ask").addEventListener("submit", async (ev) => {
   $("reasoning").textContent = "";
   $("stage").textContent = "sending";
   try {
-    const r = await post("/api/goal", JSON.stringify({command, reasoning: +$("reasoning").value}));
+    const r = await post("/api/goal", JSON.stringify({command, reasoning: +$("mode").value}));
     activeGoal = r.goal;
     $("cancel").disabled = false;
     setServer(true);
