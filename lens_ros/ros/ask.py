@@ -31,11 +31,12 @@ class NoAnswer(Exception):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lens-ask", description=__doc__.split("\n\n")[0],
-                                epilog="exit codes: 0 OK/TRACKED/NO_DEPTH, 2 usage, 3 no answer "
-                                "(no node, rejected, timeout), 10+status otherwise "
-                                "(11 NO_TARGET ... 17 CANCELED). ROS arguments go after "
-                                "--ros-args, e.g. --ros-args -r __ns:=/arm")
+    p = argparse.ArgumentParser(
+        prog="lens-ask", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="exit codes: 0 OK/TRACKED/NO_DEPTH, 2 usage, 3 no answer "
+        "(no node, rejected, timeout), 10+status otherwise "
+        "(11 NO_TARGET ... 17 CANCELED). ROS arguments go after "
+        "--ros-args, e.g. --ros-args -r __ns:=/arm")
     p.add_argument("command", nargs="*", help="what to segment; none: interactive prompt")
     p.add_argument("--image", default="", help="segment this picture (sent in the goal) "
                    "instead of the newest camera frame")
@@ -260,6 +261,8 @@ def run_one(client: AskClient, args, command: str) -> int:
     image = None
     if args.image:
         image = _load_image(args.image, args.frame_id, client.node.get_clock())
+    if args.out and image is None:  # receive camera frames before the node picks one
+        client.spin_until(lambda: bool(client.frames), client.timeout)
     if args.topic:
         result, state = client.topic(command), ""
     else:
@@ -274,7 +277,9 @@ def run_one(client: AskClient, args, command: str) -> int:
         source = image
         if source is None:
             h = result.header
-            source = client.frames.get((h.stamp.sec, h.stamp.nanosec, h.frame_id))
+            key = (h.stamp.sec, h.stamp.nanosec, h.frame_id)
+            client.spin_until(lambda: key in client.frames, 1.0)
+            source = client.frames.get(key)
         note = write_overlay(args.out, result, source)
         print(f"overlay  {args.out}{note}", flush=True)
     return exit_code(result.status)

@@ -21,9 +21,10 @@ from lens_ros.ros.camera_sources import (Calibration, Frame, SourceError, load_c
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lens-camera", description=__doc__.split("\n\n")[0],
-                                epilog="ROS arguments go after --ros-args, e.g. "
-                                "--ros-args -r image:=/camera/image -r __ns:=/arm")
+    p = argparse.ArgumentParser(
+        prog="lens-camera", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="ROS arguments go after --ros-args, e.g. "
+        "--ros-args -r image:=/camera/image -r __ns:=/arm")
     p.add_argument("source", nargs="?", default="", help="/dev/videoN or a camera index, a "
                    "video file, an image folder or an image file")
     p.add_argument("--synthetic", action="store_true", help="stream the synthetic scenes (with "

@@ -216,9 +216,10 @@ ROUTES = {("GET", "/"): ConsoleHandler._index, ("GET", "/index.html"): ConsoleHa
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lens-console", description=__doc__.split("\n\n")[0],
-                                epilog="ROS arguments go after --ros-args, e.g. "
-                                "--ros-args -r __ns:=/arm")
+    p = argparse.ArgumentParser(
+        prog="lens-console", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="ROS arguments go after --ros-args, e.g. "
+        "--ros-args -r __ns:=/arm")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; "
                    "any other address requires a token)")
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
