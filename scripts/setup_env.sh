@@ -35,9 +35,10 @@ done
 # 0b. Chromium (the lens-console test drives it headless) and tmux (the interactive lens-ask
 # test): installed only when missing and apt-get is there; without them those tests skip.
 if ! command -v chromium >/dev/null || ! command -v tmux >/dev/null; then
-  if command -v apt-get >/dev/null && [[ $(id -u) -eq 0 ]]; then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null && { [[ -z "$SUDO" ]] || sudo -n true 2>/dev/null; }; then
     step "installing chromium and tmux (apt-get; first time: ~1 min)"
-    { apt-get update -q && apt-get install -y -q chromium tmux; } > /tmp/lens_apt.log 2>&1 \
+    { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium tmux; } > /tmp/lens_apt.log 2>&1 \
       || printf '[setup] warning: apt-get install chromium tmux failed (see /tmp/lens_apt.log); the console and tmux tests will skip\n'
   else
     printf '[setup] note: chromium or tmux is missing and apt-get is not usable; the console and tmux tests will skip\n'

@@ -74,6 +74,63 @@ def test_camera_missing_source_is_one_line_and_exit_2(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("lens-camera: "), res.stderr
 
 
+CALIBRATION = """image_width: 320
+image_height: 240
+camera_name: bench_cam
+camera_matrix: {rows: 3, cols: 3, data: [300.0, 0.0, 160.0, 0.0, 301.0, 120.0, 0.0, 0.0, 1.0]}
+distortion_model: plumb_bob
+distortion_coefficients: {rows: 1, cols: 5, data: [0.1, -0.2, 0.0, 0.0, 0.0]}
+rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+projection_matrix: {rows: 3, cols: 4, data: [300, 0, 160, 0, 0, 301, 120, 0, 0, 0, 1, 0]}
+"""
+
+
+def test_calibration_yaml_is_read_and_bad_files_are_named(tmp_path):
+    from lens_ros.ros.camera_sources import SourceError, load_calibration
+
+    good = tmp_path / "cam.yaml"
+    good.write_text(CALIBRATION)
+    cal = load_calibration(good)
+    assert (cal.width, cal.height, cal.camera_name) == (320, 240, "bench_cam")
+    assert cal.k[0] == 300.0 and cal.k[4] == 301.0 and len(cal.p) == 12 and cal.d[1] == -0.2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CALIBRATION.replace("data: [300.0, 0.0, 160.0,", "data: ["))
+    with pytest.raises(SourceError, match="camera_matrix.data"):
+        load_calibration(bad)
+    with pytest.raises(SourceError, match="does not exist"):
+        load_calibration(tmp_path / "missing.yaml")
+
+
+def test_synthetic_camera_publishes_image_depth_and_camera_info_with_one_header(tmp_path):
+    from helpers.ros_probe import ProbeNode
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from lens_ros.ros.qos import sensor_qos
+
+    probe = ProbeNode("camera_probe")
+    got = {"image": [], "depth": [], "camera_info": []}
+    for topic, cls in (("image", Image), ("depth", Image), ("camera_info", CameraInfo)):
+        probe.node.create_subscription(cls, f"/camsyn/{topic}", got[topic].append,
+                                       sensor_qos(depth=50))
+    proc = tool(tmp_path / "cam.log", "camera", "--synthetic", "--rate", "10", "--size", "96",
+                "--frame-id", "cam_syn", ns=["--ros-args", "-r", "__ns:=/camsyn"])
+    try:
+        assert probe.spin_until(lambda: min(len(v) for v in got.values()) >= 3, 30), \
+            (tmp_path / "cam.log").read_text()
+    finally:
+        stop_process(proc)
+        probe.close()
+    key = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id)  # noqa: E731
+    common = {key(m) for m in got["image"]} & {key(m) for m in got["depth"]} \
+        & {key(m) for m in got["camera_info"]}
+    assert common and all(k[2] == "cam_syn" for k in common)
+    img, depth, info = got["image"][0], got["depth"][0], got["camera_info"][0]
+    assert (img.encoding, img.width, img.height) == ("rgb8", 96, 96)
+    assert (depth.encoding, depth.width, depth.height) == ("32FC1", 96, 96)
+    assert (info.width, info.height) == (96, 96) and info.k[0] > 0 and info.k[2] == 47.5
+    assert proc.returncode == 0
+
+
 def test_camera_stops_cleanly_on_sigterm_and_sigint(tmp_path):
     for sig in (signal.SIGTERM, signal.SIGINT):
         log = tmp_path / f"cam_{sig.name}.log"
