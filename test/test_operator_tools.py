@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO, stop_process
@@ -198,10 +199,19 @@ def test_ctrl_c_during_generation_cancels_the_goal(tiny_model_dir, tmp_path):
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed "
                     "(scripts/setup_env.sh installs it with apt-get)")
 def test_console_in_a_headless_browser(stack, tmp_path):
+    from helpers.ros_probe import ProbeNode
+
+    from lens_ros.msg import AudioChunk
+    from lens_ros.ros.qos import AUDIO_QOS
+
     work, _ = stack
     log = tmp_path / "console.log"
     proc = tool(log, "console.server", "--host", "0.0.0.0", "--port", "0", "--token", "s3cret")
     browser = None
+    probe = ProbeNode("audio_probe")
+    chunks = []
+    audio_sub = probe.node.create_subscription(AudioChunk, f"/{NS}/audio", chunks.append,
+                                               AUDIO_QOS)
     try:
         url = wait_text(log, r"open http://\S+:(\d+)/\?token=s3cret", 30)
         assert url, log.read_text()
@@ -228,10 +238,20 @@ def test_console_in_a_headless_browser(stack, tmp_path):
                             "document.getElementById('diagnostics').textContent)", 30)
         if os.environ.get("LENS_CONSOLE_SCREENSHOT"):  # refresh docs/img/console.png
             browser.screenshot(Path(os.environ["LENS_CONSOLE_SCREENSHOT"]))
+        # push-to-talk: Chromium's fake microphone -> 16 kHz int16 -> AudioChunk on `audio`
+        assert probe.spin_until(lambda: audio_sub.get_publisher_count() > 0, 20)
+        browser.hold("#talk", 1.5)
+        assert browser.wait("/^sent /.test(document.getElementById('talk-info').textContent)",
+                            20), browser.eval("document.getElementById('talk-info').textContent")
+        assert probe.spin_until(lambda: len(chunks) >= 20, 20), len(chunks)
+        assert {(c.sample_rate, c.channels, c.encoding) for c in chunks} == {(16000, 1, "S16LE")}
+        loud = max(np.abs(np.frombuffer(bytes(c.data), "<i2")).max() for c in chunks)
+        assert loud > 1000, "the recorded beep is missing"
     finally:
         if browser is not None:
             browser.close()
         stop_process(proc)
+        probe.close()
     assert proc.returncode == 0, log.read_text()
 
 

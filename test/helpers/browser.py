@@ -17,7 +17,9 @@ from pathlib import Path
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-allow-origins=*"]
+         "--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-allow-origins=*",
+         # a fake microphone (a beep) that the page may use without a permission prompt
+         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 def chromium_path() -> str | None:
@@ -98,6 +100,16 @@ class Browser:
         for kind in ("rawKeyDown", "char", "keyUp"):
             self.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
                       windowsVirtualKeyCode=13, text="\r" if kind == "char" else "")
+
+    def hold(self, selector: str, seconds: float) -> None:
+        """Press the mouse on the centre of an element, hold it, release it."""
+        box = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                        ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];"
+                        " })()")
+        common = {"x": box[0], "y": box[1], "button": "left", "clickCount": 1}
+        self.call("Input.dispatchMouseEvent", type="mousePressed", **common)
+        time.sleep(seconds)
+        self.call("Input.dispatchMouseEvent", type="mouseReleased", **common)
 
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", format="png")["data"]
