@@ -75,6 +75,18 @@ def test_camera_missing_source_is_one_line_and_exit_2(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("lens-camera: "), res.stderr
 
 
+def test_exit_codes_follow_the_status_one_code_each():
+    from lens_ros.core import Status
+    from lens_ros.ros.ask_format import EXIT_NO_ANSWER, EXIT_USAGE, exit_code
+
+    codes = {s: exit_code(s) for s in Status}
+    assert {s for s, c in codes.items() if c == 0} == {s for s in Status if s.is_success}
+    failing = [c for c in codes.values() if c]
+    assert len(set(failing)) == len(failing) and min(failing) > max(EXIT_USAGE, EXIT_NO_ANSWER)
+    assert codes[Status.CANCELED] == 17 and codes[Status.NO_TARGET] == 11
+    assert all(c < 126 for c in codes.values())  # below the shell's reserved codes
+
+
 CALIBRATION = """image_width: 320
 image_height: 240
 camera_name: bench_cam

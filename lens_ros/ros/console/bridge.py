@@ -147,7 +147,8 @@ class ConsoleBridge:
     def _on_diagnostics(self, msg) -> None:
         lines = diagnostic_lines(msg)
         if lines:
-            self.diagnostics = {"lines": lines, "received": time.time()}
+            self.diagnostics = {"lines": lines, "received": time.time(),
+                                "action_server": self.action.server_is_ready()}
             self.hub.emit("diagnostics", self.diagnostics)
 
     def state(self) -> dict:

@@ -66,7 +66,11 @@ function connect() {
     setServer(s.action_server);
   });
   es.addEventListener("result", (e) => addResult(JSON.parse(e.data)));
-  es.addEventListener("diagnostics", (e) => showDiagnostics(JSON.parse(e.data)));
+  es.addEventListener("diagnostics", (e) => {
+    const d = JSON.parse(e.data);
+    showDiagnostics(d);
+    setServer(d.action_server);
+  });
   es.addEventListener("feedback", (e) => {
     const f = JSON.parse(e.data);
     if (f.goal !== activeGoal) return;
