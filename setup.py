@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["lens_ros", "lens_ros.*"]),
     include_package_data=True,
-    package_data={"lens_ros": ["py.typed"]},
+    package_data={"lens_ros": ["py.typed"], "lens_ros.ros.console": ["static/*"]},
     entry_points={
         "console_scripts": [
             "lens_node = lens_ros.ros.lens_node:main",
@@ -22,6 +22,9 @@ setup(
             "lens-bag = lens_ros.ros.bag_cli:main",
             "lens-demo = lens_ros.demo.cli:main",
             "lens-say = lens_ros.ros.say:main",
+            "lens-camera = lens_ros.ros.camera:main",
+            "lens-ask = lens_ros.ros.ask:main",
+            "lens-console = lens_ros.ros.console.server:main",
         ],
     },
 )

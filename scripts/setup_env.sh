@@ -32,6 +32,19 @@ done
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
   || fail "Python 3.11 is required (the ROS 2 Jazzy wheels are cp311); found $("$PYTHON" --version)"
 
+# 0b. Chromium (the lens-console test drives it headless) and tmux (the interactive lens-ask
+# test): installed only when missing and apt-get is there; without them those tests skip.
+if ! command -v chromium >/dev/null || ! command -v tmux >/dev/null; then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null && { [[ -z "$SUDO" ]] || sudo -n true 2>/dev/null; }; then
+    step "installing chromium and tmux (apt-get; first time: ~1 min)"
+    { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium tmux; } > /tmp/lens_apt.log 2>&1 \
+      || printf '[setup] warning: apt-get install chromium tmux failed (see /tmp/lens_apt.log); the console and tmux tests will skip\n'
+  else
+    printf '[setup] note: chromium or tmux is missing and apt-get is not usable; the console and tmux tests will skip\n'
+  fi
+fi
+
 # 1. The venv itself.
 if [[ ! -x "$VENV/bin/python" ]]; then
   step "creating $VENV with $("$PYTHON" --version)"

@@ -1,0 +1,1 @@
+"""``lens-console``: the operator's web page (``server``: HTTP, ``bridge``: ROS, ``static/``)."""
