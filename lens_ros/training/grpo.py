@@ -273,6 +273,12 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
         ml = mask_loss([request.low_res_logits[i] for i in keep],
                        [inputs["gt_mask"][i] for i in keep],
                        self.args.bce_loss_weight, self.args.dice_loss_weight)
+        total = ml.total
+        if not keep:
+            # no rollout passed the gate: a zero that still depends on the mask path, so every
+            # parameter reached by the real loss gets a (zero) gradient and DDP's reducer, which
+            # expects all of them each step (find_unused_parameters off), stays in step
+            total = 0.0 * torch.stack([lg.float().sum() for lg in request.low_res_logits]).sum()
         mode = "train" if self.model.training else "eval"
         norm = self.current_gradient_accumulation_steps if mode == "train" else 1
         kept = torch.tensor(len(keep) / max(1, len(inputs["mask_keep"])))
@@ -280,4 +286,4 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
                             ("mask_dice", ml.dice), ("mask_loss_share", kept)):
             self._metrics[mode][name].append(
                 self.accelerator.gather(value.detach().reshape(1)).mean().item())
-        return loss + self.args.mask_loss_weight * ml.total / norm
+        return loss + self.args.mask_loss_weight * total / norm
