@@ -37,6 +37,7 @@ from lens_ros.training.grpo_config import LensGRPOConfig
 from lens_ros.training.lens_pass import CallWithLens, LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
 from lens_ros.training.rewards import REWARD_FUNCS, answer_box_iou, mask_iou_reward
+from lens_ros.training.zero3 import persist_out_of_forward_params
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
             model.name_or_path = name_or_path
         self.beta = beta
         self.lens_model = model
+        persist_out_of_forward_params(self, model)  # ZeRO-3: _predict_masks runs outside forward
         if is_peft_model(self.model):  # PEFT froze everything else: the head and SAM still learn
             for name, p in model.named_parameters():
                 if name.startswith(HEAD_PREFIXES + ("sam.",)) and name in trainable:

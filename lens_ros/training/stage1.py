@@ -71,6 +71,7 @@ class LensStage1Trainer(LensCheckpointMixin, Trainer):
                          data_collator=collate_items, processing_class=processing_class,
                          callbacks=callbacks)
         self.lens_model = model
+        persist_out_of_forward_params(self, model)  # SAM features are encoded outside forward
         self._metric_sums: dict[str, list[float]] = {}
 
     def _prepare_inputs(self, inputs):
