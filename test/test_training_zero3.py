@@ -119,3 +119,33 @@ def test_the_zero3_file_gets_the_threshold_and_deepspeed_accepts_it(tiny):
     assert parsed.zero_optimization_stage == 3
     assert parsed.zero_config.param_persistence_threshold == 64 * 64
     assert deepspeed.__version__
+
+
+def test_the_trainer_hook_updates_both_deepspeed_config_dicts(tiny):
+    from types import SimpleNamespace
+
+    ds = json.loads((CONFIG / "deepspeed_zero3.json").read_text())
+    hf_copy = json.loads(json.dumps(ds))
+    plugin = SimpleNamespace(deepspeed_config=ds, hf_ds_config=SimpleNamespace(config=hf_copy))
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(
+        state=SimpleNamespace(deepspeed_plugin=plugin)))
+    assert zero3.persist_out_of_forward_params(trainer, tiny) == 64 * 64
+    for cfg in (ds, hf_copy):
+        assert cfg["zero_optimization"][zero3.THRESHOLD_KEY] == 64 * 64
+    no_ds = SimpleNamespace(accelerator=SimpleNamespace(state=SimpleNamespace()))
+    assert zero3.persist_out_of_forward_params(no_ds, tiny) is None
+
+
+def test_the_gpu_script_dry_run_passes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repo = CONFIG.parent
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run(["bash", "scripts/gpu/zero3_grpo.sh", "--dry-run", "--steps", "2",
+                           "--out", str(tmp_path)], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "zero3_grpo: PASS"
+    assert (tmp_path / "tiny" / "final" / "config.json").is_file()
