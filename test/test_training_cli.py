@@ -18,7 +18,8 @@ PAPER_GRPO = {"num_generations": 8, "temperature": 0.9, "top_p": 0.9, "top_k": 5
               "max_completion_length": 768, "beta": 0.04, "loss_type": "grpo",
               "scale_rewards": "group", "learning_rate": 3e-6, "per_device_train_batch_size": 8,
               "gradient_accumulation_steps": 4, "num_train_epochs": 8, "mask_loss_weight": 1.0,
-              "use_bias_correction_kl": False, "rewards": ["box_iou", "mask_iou"]}
+              "use_bias_correction_kl": False, "rewards": ["box_iou", "mask_iou"],
+              "vllm_importance_sampling_correction": False}
 
 
 def test_grpo_yaml_holds_the_paper_values_and_matches_the_defaults(tmp_path):
@@ -114,6 +115,31 @@ def test_export_llm_gives_a_plain_qwen_model(tiny_model_dir, tmp_path):
     ids = torch.tensor([[1, 20, 30, 40, 2]])
     with torch.no_grad():
         assert torch.allclose(qwen(input_ids=ids).logits, lens(input_ids=ids).logits)
+
+
+def test_exported_llm_processor_is_transformers_own(tiny_model_dir, tmp_path):
+    import importlib.util
+
+    import transformers
+    from transformers import AutoProcessor, AutoTokenizer
+    from transformers.models.auto.processing_auto import processor_class_from_name
+
+    from lens_ros.model.processing import ImageOnlyQwen2_5_VLProcessor
+
+    out = tmp_path / "llm"
+    assert main(["export-llm", str(tiny_model_dir), str(out)]) == 0
+    cfg = json.loads((out / "processor_config.json").read_text())
+    assert cfg["processor_class"] == "Qwen2_5_VLProcessor"
+    assert processor_class_from_name(cfg["processor_class"]) is transformers.Qwen2_5_VLProcessor
+    assert cfg["video_processor"]["video_processor_type"] == "Qwen2VLVideoProcessor"
+    assert AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("<|image_pad|>") == 12
+    ours = ImageOnlyQwen2_5_VLProcessor.from_pretrained(out)
+    assert ours.image_processor.merge_size == 2
+    if importlib.util.find_spec("torchvision") is not None:  # as in a vLLM environment
+        assert type(AutoProcessor.from_pretrained(out)) is transformers.Qwen2_5_VLProcessor
+    else:  # the stock class was chosen; its video processor needs torchvision, as for hub folders
+        with pytest.raises(ImportError, match="(?i)torchvision"):
+            AutoProcessor.from_pretrained(out)
 
 
 def test_distributed_config_files():
