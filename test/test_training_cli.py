@@ -45,6 +45,25 @@ def test_stage1_yaml_holds_the_paper_values(tmp_path):
         got = got.value if hasattr(got, "value") else got
         want = getattr(defaults, key)
         assert got == value and (want.value if hasattr(want, "value") else want) == value, key
+    assert args.activation_checkpointing is True  # as the reference; off in the CPU overlay
+
+
+@pytest.mark.parametrize("cot", [False, True])
+def test_reasonseg_yaml_overlays_hold_the_reference_runs(cot, tmp_path):
+    files = [str(CONFIG / "train_grpo.yaml"), str(CONFIG / "train_grpo_reasonseg.yaml")]
+    if cot:
+        files.append(str(CONFIG / "train_grpo_reasonseg_cot.yaml"))
+    _, data, args = parse_stage_args("grpo", files, ["--output_dir", str(tmp_path), "--use_cpu",
+                                                     "true"])
+    assert (args.learning_rate, args.per_device_train_batch_size,
+            args.gradient_accumulation_steps, args.num_train_epochs) == (3e-6, 4, 4, 40)
+    assert (args.num_generations, args.beta, args.temperature) == (8, 0.04, 0.9)
+    assert data.refer_seg_root is None and data.reason_seg_dirs == [
+        "datasets/reason_seg/ReasonSeg/train"]
+    assert args.reasoning_prompt is cot
+    assert args.rewards == (["box_iou", "think_format", "mask_iou"] if cot
+                            else ["box_iou", "mask_iou"])
+    assert args.vllm_importance_sampling_correction is False
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -21,6 +21,7 @@ from lens_ros.training.common import (EpochCallback, LensCheckpointMixin, Metric
 from lens_ros.training.configs import LensStage1Config
 from lens_ros.training.lens_pass import LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
+from lens_ros.training.zero3 import persist_out_of_forward_params
 
 
 def collate_items(items: list) -> list:
