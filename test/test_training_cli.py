@@ -175,7 +175,7 @@ def test_distributed_config_files():
         try:
             from deepspeed.runtime.config import DeepSpeedConfig
         except ImportError:
-            continue  # not installed here (model-stack-cpu.md 5.4): JSON checked above
+            continue  # optional (requirements/gpu.txt): JSON checked above
         concrete = {**ds, "train_batch_size": 8, "train_micro_batch_size_per_gpu": 8,
                     "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
                     "bf16": {"enabled": True}, "fp16": {"enabled": False}}

@@ -1,6 +1,6 @@
 """``LensGRPOConfig``: TRL's ``GRPOConfig`` with LENS' stage-2 defaults and the few fields it adds.
 
-Defaults reproduce the released stage-2 run (lens-reference.md 2.1, 2.3): G = 8 rollouts,
+Defaults reproduce the released stage-2 run: G = 8 rollouts,
 temperature 0.9, top-p 0.9, top-k 50, up to 768 new tokens, k3 KL to a frozen reference with
 beta = 0.04 (no importance-weight correction of the KL), advantages ``(r - mean) / (std + 1e-4)``
 per group (unbiased std), the original sequence-mean GRPO loss, one policy update per
@@ -115,7 +115,7 @@ class LensGRPOConfig(GRPOConfig):
     ddp_find_unused_parameters: bool | None = field(
         default=False,
         metadata={"help": "Every trainable parameter gets a gradient in the single DDP forward "
-                  "of a LENS step, so the unused-parameter search stays off (pitfall 12)."})
+                  "of a LENS step, so the unused-parameter search stays off."})
 
     def __post_init__(self):
         super().__post_init__()

@@ -1,6 +1,6 @@
 """Stage 1: align the LENS head to a frozen LLM with the mask loss on teacher-forced answers.
 
-As the reference (``trainer_stage1.py``; lens-reference.md 2.2): the language model and its
+As the reference (``trainer_stage1.py``): the language model and its
 vision tower are frozen; ``learnable_query``, ``connector``, ``conv_1d`` and ``proj_to_sam``
 (and, optionally, the SAM 2 mask decoder) train. Each sample is the chat prompt followed by the
 ground-truth answer (``<|object_ref_start|>q.<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)
