@@ -136,6 +136,7 @@ def test_the_trainer_hook_updates_both_deepspeed_config_dicts(tiny):
     assert zero3.persist_out_of_forward_params(no_ds, tiny) is None
 
 
+@pytest.mark.slow
 def test_the_gpu_script_dry_run_passes(tmp_path):
     import os
     import subprocess
