@@ -37,7 +37,7 @@ from lens_ros.training.grpo_config import LensGRPOConfig
 from lens_ros.training.lens_pass import CallWithLens, LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
 from lens_ros.training.rewards import REWARD_FUNCS, answer_box_iou, mask_iou_reward
-from lens_ros.training.zero3 import persist_out_of_forward_params
+from lens_ros.training.zero3 import gathered, persist_out_of_forward_params
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +196,12 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
                                "rollout_func / tools are not supported by LensGRPOTrainer")
         model = self.lens_model
         keys = [str(r["row_id"]) for r in rows]
-        self._sam_features = sam_features_by_key(
-            model, keys, {str(r["row_id"]): r["rgb"] for r in rows},
-            lambda rgb: sam_pixels(np.asarray(rgb), model.lens_config))
-        if self._needs_pred_mask:
-            extra["pred_mask"] = self._predict_masks(prompt_ids, completion_ids, rows, keys)
+        with gathered(model):  # ZeRO-3: these passes run outside the engine's forward
+            self._sam_features = sam_features_by_key(
+                model, keys, {str(r["row_id"]): r["rgb"] for r in rows},
+                lambda rgb: sam_pixels(np.asarray(rgb), model.lens_config))
+            if self._needs_pred_mask:
+                extra["pred_mask"] = self._predict_masks(prompt_ids, completion_ids, rows, keys)
         result[5] = extra
         return tuple(result)
 

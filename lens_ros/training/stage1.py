@@ -21,7 +21,7 @@ from lens_ros.training.common import (EpochCallback, LensCheckpointMixin, Metric
 from lens_ros.training.configs import LensStage1Config
 from lens_ros.training.lens_pass import LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
-from lens_ros.training.zero3 import persist_out_of_forward_params
+from lens_ros.training.zero3 import gathered, persist_out_of_forward_params
 
 
 def collate_items(items: list) -> list:
@@ -84,7 +84,8 @@ class LensStage1Trainer(LensCheckpointMixin, Trainer):
                                      self.args.answer_template, self.args.reasoning_prompt)
         device = self.accelerator.device
         with torch.no_grad():  # frozen SAM image encoder
-            feats = lens.encode_sam_image(batch["sam_pixels"].to(device))
+            with gathered(lens):  # ZeRO-3: outside the engine's forward
+                feats = lens.encode_sam_image(batch["sam_pixels"].to(device))
         request = LensPassRequest("1d", 1.0, feats)
         low_res = model(input_ids=batch["input_ids"].to(device),
                         attention_mask=batch["attention_mask"].to(device),
