@@ -195,7 +195,9 @@ def build_lens(config: str | LensConfig, device: str | torch.device | None = Non
         with init_empty_weights(include_buffers=False):
             model = LensModel(cfg)
     else:
-        with torch.device(device or "cpu"):
+        from lens_ros.model.build import whole_parameters
+
+        with whole_parameters(), torch.device(device or "cpu"):
             model = LensModel(cfg)
     if dtype is not None:
         model = model.to(dtype)

@@ -50,11 +50,13 @@ def reference_model(model: LensModel) -> Qwen2_5_VLForConditionalGeneration:
     SAM), for the KL term: the reference of stage 2 is the initial policy."""
     from transformers.initialization import no_init_weights
 
+    from lens_ros.model.build import whole_parameters
+
     device, dtype = model.device, model.dtype
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with no_init_weights(), torch.device(device):
+        with no_init_weights(), whole_parameters(), torch.device(device):
             ref = Qwen2_5_VLForConditionalGeneration(model.config)
     finally:
         torch.set_default_dtype(old)
