@@ -122,8 +122,11 @@ def test_the_zero3_file_gets_the_threshold_and_deepspeed_accepts_it(tiny):
     assert deepspeed.__version__
 
 
-def test_the_trainer_hook_updates_both_deepspeed_config_dicts(tiny):
+def test_the_trainer_hook_updates_both_deepspeed_config_dicts(tiny, monkeypatch):
     from types import SimpleNamespace
+
+    registered = []  # registration itself needs DeepSpeed: the real-engine test covers it
+    monkeypatch.setattr(zero3, "register_external_params", registered.append)
 
     ds = json.loads((CONFIG / "deepspeed_zero3.json").read_text())
     hf_copy = json.loads(json.dumps(ds))
@@ -133,6 +136,7 @@ def test_the_trainer_hook_updates_both_deepspeed_config_dicts(tiny):
     assert zero3.persist_out_of_forward_params(trainer, tiny) == 64 * 64
     for cfg in (ds, hf_copy):
         assert cfg["zero_optimization"][zero3.THRESHOLD_KEY] == 64 * 64
+    assert registered == [tiny]
     no_ds = SimpleNamespace(accelerator=SimpleNamespace(state=SimpleNamespace()))
     assert zero3.persist_out_of_forward_params(no_ds, tiny) is None
 
