@@ -116,6 +116,14 @@ class CountingSegmenter:
     def __init__(self, inner):
         self.inner, self.batches = inner, 0
 
+    @property
+    def config(self):
+        return self.inner.config
+
+    @property
+    def model(self):
+        return self.inner.model
+
     def set_image(self, rgb):
         self.inner.set_image(rgb)
 
@@ -223,3 +231,112 @@ def test_eval_yaml_matches_config_defaults():
     cfg = eval_cli.config_from_args(args)
     assert (cfg.model, cfg.max_refs, cfg.split_names()[0]) == ("m", 3, "refcoco.unc.val")
     assert len(cfg.split_names()) == 8
+
+
+def _tiny_loader(monkeypatch):
+    """Patch lens-eval's loader to reuse one tiny segmenter per (model, overrides)."""
+    from lens_ros.model import LensSegmenter
+
+    cache = {}
+
+    def load(model, device=None, dtype=None, **overrides):
+        key = (str(model), tuple(sorted((k, v) for k, v in overrides.items() if v is not None)))
+        if key not in cache:
+            cache[key] = LensSegmenter.from_pretrained(model, **dict(key[1]))
+        return cache[key]
+
+    monkeypatch.setattr(eval_cli, "load_segmenter", load)
+
+
+def _resave_images(root: Path, orientation: int | None) -> None:
+    """Re-encode every fixture JPEG with PIL (same encoder settings for both variants), with an
+    EXIF Orientation tag when given: the stored pixels are identical either way."""
+    from PIL import Image
+
+    for path in (root / "images" / "mscoco" / "images" / "train2014").glob("*.jpg"):
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        img = Image.fromarray(rgb)
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        img.save(path, quality=95, exif=exif.tobytes())
+
+
+def test_exif_orientation_changes_neither_pixels_nor_scores(tmp_path, tiny_model_dir,
+                                                            monkeypatch):
+    from PIL import Image
+
+    from lens_ros.data.sources import read_rgb
+
+    roots = {}
+    for name, orientation in (("plain", None), ("rotated_tag", 6)):
+        roots[name] = tmp_path / name
+        write_refcoco_fixture(roots[name])
+        _resave_images(roots[name], orientation)
+    img = "images/mscoco/images/train2014/COCO_train2014_000000000001.jpg"
+    assert Image.open(roots["rotated_tag"] / img).getexif()[0x0112] == 6
+    tagged_cv2 = cv2.imread(str(roots["rotated_tag"] / img), cv2.IMREAD_COLOR)
+    assert tagged_cv2.shape[:2] == (W, H)  # what a plain IMREAD_COLOR reader would score on
+    assert np.array_equal(read_rgb(roots["plain"] / img), read_rgb(roots["rotated_tag"] / img))
+    assert read_rgb(roots["rotated_tag"] / img).shape == (H, W, 3)
+    _tiny_loader(monkeypatch)
+    reports = {}
+    for name, root in roots.items():
+        out = tmp_path / f"eval_{name}"
+        assert eval_cli.main(["--model", str(tiny_model_dir), "--data-root", str(root),
+                              "--splits", "refcoco/val", "-o", str(out), "--max-new-tokens", "8",
+                              "--overlays", "0", "--no-progress"]) == 0
+        reports[name] = json.loads((out / "report.json").read_text())["splits"]
+        recs = read_records(out / "records" / "refcoco_unc_val.jsonl")
+        assert not [r for r in recs if r["status"] == "MODEL_ERROR"]
+    assert reports["plain"] == reports["rotated_tag"]
+
+
+def test_a_prediction_of_the_wrong_size_is_an_error_record():
+    from lens_ros.core import Segmentation, Status
+    from lens_ros.evaluation.evaluator import sentence_record
+    from lens_ros.evaluation.refcoco import RefSample
+
+    sample = RefSample(ref_id=7, ann_id=1, image_id=1, sentences=["red box"], sent_ids=[0],
+                       image_path=Path("x.jpg"), height=H, width=W, gt_box=(0, 0, 10, 10),
+                       segmentation=[])
+    gt = np.ones((H, W), bool)
+    rotated = Segmentation(command="red box", mask=np.ones((W, H), bool), status=Status.OK)
+    rec = sentence_record("refcoco.unc.val", sample, 0, rotated, gt, 1.0)
+    assert rec["status"] == "MODEL_ERROR" and f"{W}x{H}" in rec["error"]
+    assert rec["intersection"] == 0 and rec["union"] == H * W
+    right = Segmentation(command="red box", mask=np.ones((H, W), bool), status=Status.OK)
+    assert sentence_record("refcoco.unc.val", sample, 0, right, gt, 1.0)["status"] == "OK"
+
+
+def test_resuming_over_another_models_records_is_refused(refcoco_root, tmp_path, tiny_model_dir,
+                                                         monkeypatch, capsys):
+    from lens_ros.evaluation.fingerprint import model_fingerprint
+
+    root, _ = refcoco_root
+    _tiny_loader(monkeypatch)
+    out = tmp_path / "eval"
+    argv = ["--model", str(tiny_model_dir), "--data-root", str(root), "--splits", "refcoco/val",
+            "-o", str(out), "--overlays", "0", "--no-progress", "--max-refs", "1"]
+    assert eval_cli.main(argv + ["--max-new-tokens", "8"]) == 0
+    recs = read_records(out / "records" / "refcoco_unc_val.jsonl")
+    assert recs and len({r["model_id"] for r in recs}) == 1
+    assert recs[0]["checkpoint"] == str(tiny_model_dir.resolve())
+    capsys.readouterr()
+    # other inference settings = another model's predictions: refused, records untouched
+    assert eval_cli.main(argv + ["--max-new-tokens", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "another model" in err and "new --output" in err
+    assert read_records(out / "records" / "refcoco_unc_val.jsonl") == recs
+    assert eval_cli.main(argv + ["--max-new-tokens", "8"]) == 0  # the same model resumes
+    # other weights give another id even at the same path and settings
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in tiny_model_dir.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    a = model_fingerprint(other, {"s": 1})
+    weights = other / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_fingerprint(other, {"s": 1})["id"] != a["id"]

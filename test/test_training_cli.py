@@ -18,7 +18,8 @@ PAPER_GRPO = {"num_generations": 8, "temperature": 0.9, "top_p": 0.9, "top_k": 5
               "max_completion_length": 768, "beta": 0.04, "loss_type": "grpo",
               "scale_rewards": "group", "learning_rate": 3e-6, "per_device_train_batch_size": 8,
               "gradient_accumulation_steps": 4, "num_train_epochs": 8, "mask_loss_weight": 1.0,
-              "use_bias_correction_kl": False, "rewards": ["box_iou", "mask_iou"]}
+              "use_bias_correction_kl": False, "rewards": ["box_iou", "mask_iou"],
+              "vllm_importance_sampling_correction": False}
 
 
 def test_grpo_yaml_holds_the_paper_values_and_matches_the_defaults(tmp_path):
@@ -44,6 +45,25 @@ def test_stage1_yaml_holds_the_paper_values(tmp_path):
         got = got.value if hasattr(got, "value") else got
         want = getattr(defaults, key)
         assert got == value and (want.value if hasattr(want, "value") else want) == value, key
+    assert args.activation_checkpointing is True  # as the reference; off in the CPU overlay
+
+
+@pytest.mark.parametrize("cot", [False, True])
+def test_reasonseg_yaml_overlays_hold_the_reference_runs(cot, tmp_path):
+    files = [str(CONFIG / "train_grpo.yaml"), str(CONFIG / "train_grpo_reasonseg.yaml")]
+    if cot:
+        files.append(str(CONFIG / "train_grpo_reasonseg_cot.yaml"))
+    _, data, args = parse_stage_args("grpo", files, ["--output_dir", str(tmp_path), "--use_cpu",
+                                                     "true"])
+    assert (args.learning_rate, args.per_device_train_batch_size,
+            args.gradient_accumulation_steps, args.num_train_epochs) == (3e-6, 4, 4, 40)
+    assert (args.num_generations, args.beta, args.temperature) == (8, 0.04, 0.9)
+    assert data.refer_seg_root is None and data.reason_seg_dirs == [
+        "datasets/reason_seg/ReasonSeg/train"]
+    assert args.reasoning_prompt is cot
+    assert args.rewards == (["box_iou", "think_format", "mask_iou"] if cot
+                            else ["box_iou", "mask_iou"])
+    assert args.vllm_importance_sampling_correction is False
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -116,6 +136,31 @@ def test_export_llm_gives_a_plain_qwen_model(tiny_model_dir, tmp_path):
         assert torch.allclose(qwen(input_ids=ids).logits, lens(input_ids=ids).logits)
 
 
+def test_exported_llm_processor_is_transformers_own(tiny_model_dir, tmp_path):
+    import importlib.util
+
+    import transformers
+    from transformers import AutoProcessor, AutoTokenizer
+    from transformers.models.auto.processing_auto import processor_class_from_name
+
+    from lens_ros.model.processing import ImageOnlyQwen2_5_VLProcessor
+
+    out = tmp_path / "llm"
+    assert main(["export-llm", str(tiny_model_dir), str(out)]) == 0
+    cfg = json.loads((out / "processor_config.json").read_text())
+    assert cfg["processor_class"] == "Qwen2_5_VLProcessor"
+    assert processor_class_from_name(cfg["processor_class"]) is transformers.Qwen2_5_VLProcessor
+    assert cfg["video_processor"]["video_processor_type"] == "Qwen2VLVideoProcessor"
+    assert AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("<|image_pad|>") == 12
+    ours = ImageOnlyQwen2_5_VLProcessor.from_pretrained(out)
+    assert ours.image_processor.merge_size == 2
+    if importlib.util.find_spec("torchvision") is not None:  # as in a vLLM environment
+        assert type(AutoProcessor.from_pretrained(out)) is transformers.Qwen2_5_VLProcessor
+    else:  # the stock class was chosen; its video processor needs torchvision, as for hub folders
+        with pytest.raises(ImportError, match="(?i)torchvision"):
+            AutoProcessor.from_pretrained(out)
+
+
 def test_distributed_config_files():
     two = yaml.safe_load((CONFIG / "accelerate_2proc_cpu.yaml").read_text())
     # MULTI_CPU or use_cpu would silently start one process (accelerate's simple launcher)
@@ -130,7 +175,7 @@ def test_distributed_config_files():
         try:
             from deepspeed.runtime.config import DeepSpeedConfig
         except ImportError:
-            continue  # deepspeed not installed: JSON checked above
+            continue  # optional (requirements/gpu.txt): JSON checked above
         concrete = {**ds, "train_batch_size": 8, "train_micro_batch_size_per_gpu": 8,
                     "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
                     "bf16": {"enabled": True}, "fp16": {"enabled": False}}

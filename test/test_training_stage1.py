@@ -67,3 +67,26 @@ def test_teacher_forced_batch_holds_the_reference_answer(tiny_model_dir, fixed_i
     assert b["sam_pixels"].shape[-2:] == (256, 256)
     assert tuple(b["gt_masks"][0].shape) == item.gt_mask.shape
     assert "{question}" in REFERENCE_ANSWER_TEMPLATE
+
+
+def test_activation_checkpointing_trains_the_queries_through_the_frozen_llm(tiny_model_dir,
+                                                                           fixed_items,
+                                                                           tmp_path):
+    """config/train_stage1.yaml turns activation checkpointing on (as the reference): the
+    queries' gradient must still cross the frozen, checkpointed LLM, and one step gives the same
+    update as without checkpointing."""
+    after = {}
+    for ckpt in (False, True):
+        loaded = load_checkpoint(tiny_model_dir)
+        model = loaded.model.train()
+        args = LensStage1Config(output_dir=str(tmp_path / str(ckpt)), use_cpu=True, bf16=False,
+                                report_to="none", per_device_train_batch_size=4, max_steps=1,
+                                learning_rate=1e-3, warmup_steps=0, save_strategy="no", seed=0,
+                                dataloader_num_workers=0, activation_checkpointing=ckpt)
+        trainer = LensStage1Trainer(model, args, fixed_items, loaded.processor)
+        trainer.train()
+        assert model.is_activation_checkpointing == ckpt
+        after[ckpt] = model.learnable_query.detach().clone()
+    start = load_checkpoint(tiny_model_dir).model.learnable_query.detach()
+    assert not torch.equal(after[True], start)
+    assert torch.allclose(after[True], after[False], atol=1e-6)

@@ -53,7 +53,14 @@ class ItemSource(Protocol):
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB, ignoring EXIF rotation (COCO annotates raw pixels).
+    """Read an image file as HxWx3 uint8 RGB: the stored pixels, EXIF orientation IGNORED.
+
+    The one image reader of training data, ``lens-eval`` and file inputs. COCO/RefCOCO and
+    ReasonSeg annotate the stored pixel grid, and the reference reads images without applying
+    EXIF orientation (PIL ``Image.open`` without ``exif_transpose``, ``cv2.imread`` of a file
+    without the tag), so masks and boxes only line up with the stored grid. ``cv2.IMREAD_COLOR``
+    alone would rotate tagged JPEGs (Orientation 5-8 swaps H and W), hence
+    ``IMREAD_IGNORE_ORIENTATION``.
 
     Raises :class:`BadRecordError` ("missing_image") when the file is absent or unreadable.
     """

@@ -22,6 +22,7 @@ from pathlib import Path
 from lens_ros.configuration import build_config, read_yaml_mappings
 from lens_ros.core import LensError
 from lens_ros.evaluation.evaluator import Evaluator
+from lens_ros.evaluation.fingerprint import model_fingerprint
 from lens_ros.evaluation.refcoco import PAPER_SPLITS, load_split, parse_split
 from lens_ros.evaluation.reports import build_report, write_overlays, write_report
 
@@ -113,10 +114,22 @@ def load_segmenter(model: str, device: str | None = None, dtype: str | None = No
     return LensSegmenter.from_pretrained(model, device=device, dtype=torch_dtype, **overrides)
 
 
+def eval_fingerprint(cfg: EvalConfig, segmenter) -> dict:
+    """The model fingerprint of this run: checkpoint, weights hash and every setting that
+    changes predictions (the segmenter's inference config, reasoning, device dtype)."""
+    import dataclasses as dc
+
+    model = getattr(segmenter, "model", None)
+    settings = {"inference": dc.asdict(segmenter.config), "reasoning": cfg.reasoning,
+                "dtype": str(getattr(model, "dtype", cfg.dtype))}
+    return model_fingerprint(cfg.model, settings)
+
+
 def run(cfg: EvalConfig, segmenter) -> dict:
     """Evaluate every split of ``cfg`` with ``segmenter``; writes records, report and overlays."""
     out = Path(cfg.output)
-    evaluator = Evaluator(segmenter, reasoning=cfg.reasoning, progress=cfg.progress)
+    evaluator = Evaluator(segmenter, reasoning=cfg.reasoning, progress=cfg.progress,
+                          fingerprint=eval_fingerprint(cfg, segmenter))
     records = {}
     for name in cfg.split_names():
         split = parse_split(name)

@@ -6,6 +6,12 @@ image resolution. One JSON line per sentence is appended (and flushed) as soon a
 so an interrupted run resumes: refs whose sentences are all recorded are skipped, and a ref with
 missing sentences is re-run as a whole batch (same batch, same result) writing only the missing
 ones. Split metrics are computed from the records alone (:mod:`lens_ros.evaluation.reports`).
+
+Every record carries the model's fingerprint id (:mod:`lens_ros.evaluation.fingerprint`); resuming
+over records of another model or other inference settings is refused. Images are read by
+:func:`lens_ros.data.sources.read_rgb`, the reader of training (stored pixels, no EXIF rotation).
+A prediction whose size differs from the ground truth is recorded as a MODEL_ERROR (scored as an
+empty mask), never silently replaced.
 """
 from __future__ import annotations
 
@@ -15,12 +21,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from lens_ros.core import BadImageError, LensError, Segmentation
+from lens_ros.core import BadImageError, LensError, Segmentation, Status
+from lens_ros.data.items import BadRecordError
 from lens_ros.data.masks import encode_rle
+from lens_ros.data.sources import read_rgb
+from lens_ros.evaluation.fingerprint import check_resumable
 from lens_ros.evaluation.metrics import box_iou, intersection_union, sentence_iou
 from lens_ros.evaluation.refcoco import RefSample
 
@@ -50,23 +58,17 @@ def read_records(path: str | Path) -> list[dict]:
     return records
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB of an image file.
-
-    Raises:
-      BadImageError: the file is missing or cannot be decoded (names the path).
-    """
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
-    if bgr is None:
-        raise BadImageError(f"image {path} is missing or not a readable image; check --image-dir")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def sentence_record(split: str, sample: RefSample, index: int, seg: Segmentation,
-                    gt: np.ndarray, ms: float) -> dict:
+                    gt: np.ndarray, ms: float, fingerprint: dict | None = None) -> dict:
     """The JSON record of one sentence: ids, the scores and the prediction (mask as COCO RLE)."""
     pred = np.asarray(seg.mask, dtype=bool)
-    if pred.shape != gt.shape:  # failures before the image size was known carry a 0x0 mask
+    status, error = seg.status.name, seg.error
+    if pred.shape != gt.shape:
+        if pred.size:  # a real prediction of the wrong size: an error, not a zero
+            status = Status.MODEL_ERROR.name
+            error = (f"predicted mask is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
+                     f"is {gt.shape[0]}x{gt.shape[1]}; scored as an empty mask")
+        # failures before the image size was known carry a 0x0 mask
         pred = np.zeros(gt.shape, dtype=bool)
     inter, union = intersection_union(pred, gt)
     box = [float(v) for v in seg.box] if seg.box is not None else None
@@ -77,9 +79,11 @@ def sentence_record(split: str, sample: RefSample, index: int, seg: Segmentation
         "image": str(sample.image_path), "height": sample.height, "width": sample.width,
         "intersection": inter, "union": union, "iou": sentence_iou(inter, union),
         "gt_box": list(sample.gt_box), "box": box, "box_iou": box_iou(box, sample.gt_box),
-        "score": float(seg.score), "status": seg.status.name, "error": seg.error,
+        "score": float(seg.score), "status": status, "error": error,
         "answer": seg.answer, "reasoning": seg.reasoning, "truncated": bool(seg.truncated),
         "ms": float(ms), "pred_rle": encode_rle(pred), "time": time.time(),
+        "model_id": (fingerprint or {}).get("id"),
+        "checkpoint": (fingerprint or {}).get("checkpoint"),
     }
 
 
@@ -90,10 +94,14 @@ class Evaluator:
       segmenter: a ``LensSegmenter`` (anything with ``set_image`` and ``segment_batch``).
       reasoning (bool | None): passed to ``segment_batch``; None = the checkpoint's default.
       progress (bool): show a tqdm bar per split.
+      fingerprint (dict | None): :func:`~lens_ros.evaluation.fingerprint.model_fingerprint` of
+        the model; stamped on every record, and existing records must carry the same id.
     """
 
-    def __init__(self, segmenter, reasoning: bool | None = None, progress: bool = True):
+    def __init__(self, segmenter, reasoning: bool | None = None, progress: bool = True,
+                 fingerprint: dict | None = None):
         self.segmenter = segmenter
+        self.fingerprint = fingerprint or {"id": None, "checkpoint": None}
         self.reasoning = reasoning
         self.progress = progress
         self.model_calls = 0  #: ``segment_batch`` calls made (refs actually computed)
@@ -103,7 +111,10 @@ class Evaluator:
         t0 = time.perf_counter()
         shape = (sample.height, sample.width)
         try:
-            rgb = load_rgb(sample.image_path)
+            try:
+                rgb = read_rgb(sample.image_path)
+            except BadRecordError as err:  # the training reader's error: here a BAD_IMAGE record
+                raise BadImageError(f"{err}; check --image-dir") from None
             self.segmenter.set_image(rgb)
         except LensError as err:
             return [Segmentation.from_error(err, s, shape) for s in sample.sentences], \
@@ -130,8 +141,9 @@ class Evaluator:
         records_path = Path(records_path)
         records_path.parent.mkdir(parents=True, exist_ok=True)
         samples = list(samples)
-        done = {(r["ref_id"], r["sent_index"]): r for r in read_records(records_path)
-                if r.get("split") == split}
+        old = [r for r in read_records(records_path) if r.get("split") == split]
+        check_resumable(old, self.fingerprint, records_path)
+        done = {(r["ref_id"], r["sent_index"]): r for r in old}
         bar = tqdm(samples, desc=split, unit="ref", disable=not self.progress, dynamic_ncols=True)
         computed = 0
         with open(records_path, "a", encoding="utf-8") as out:
@@ -143,7 +155,8 @@ class Evaluator:
                 segs, ms = self._segment_ref(sample)
                 gt = sample.gt_mask()
                 for i in missing:
-                    rec = sentence_record(split, sample, i, segs[i], gt, ms / len(segs))
+                    rec = sentence_record(split, sample, i, segs[i], gt, ms / len(segs),
+                                          self.fingerprint)
                     out.write(json.dumps(rec) + "\n")
                     done[(sample.ref_id, i)] = rec
                 out.flush()

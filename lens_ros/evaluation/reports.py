@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lens_ros.core import BadImageError, Status
+from lens_ros.core import LensError, Status
+from lens_ros.data.sources import read_rgb
 from lens_ros.data.masks import decode_rle
 from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD, PRECISION_THRESHOLDS, summarize
 from lens_ros.evaluation.refcoco import PAPER_SPLITS
@@ -118,12 +119,10 @@ def record_overlay(record: dict) -> np.ndarray:
     """HxWx3 uint8 RGB overlay of one sentence record: its image with the predicted mask, answer
     box, sentence and IoU drawn by :func:`lens_ros.visualize.overlay`, the GT box in green.
     An image that cannot be read is replaced by a grey canvas of its recorded size."""
-    from lens_ros.evaluation.evaluator import load_rgb
-
     status = "" if record["status"] == Status.OK.name else record["status"]
     try:
-        rgb = load_rgb(record["image"])
-    except BadImageError:
+        rgb = read_rgb(record["image"])
+    except LensError:
         rgb = np.full((record["height"], record["width"], 3), 128, np.uint8)
     img = overlay(rgb, decode_rle(record["pred_rle"]), record["box"],
                   f"{record['sentence']}  (IoU {record['iou']:.2f})", record["answer"], status)

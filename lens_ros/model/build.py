@@ -30,6 +30,18 @@ class LoadedCheckpoint:
     inference: InferenceConfig
 
 
+def whole_parameters():
+    """Context for building a model with whole (unpartitioned) parameters even while a DeepSpeed
+    ZeRO-3 config is active: transformers otherwise builds Qwen's sub-models inside
+    ``deepspeed.zero.Init`` (partitioned at construction), and the weights loaded here would land
+    in empty tensors. DeepSpeed partitions the whole model when its engine is built."""
+    import contextlib
+
+    from transformers import modeling_utils
+
+    return getattr(modeling_utils, "set_zero3_state", contextlib.nullcontext)()
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32):
     """Build a LensModel from ``config.json`` without random init, then load the safetensors."""
@@ -39,7 +51,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu",
     old_dtype = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # build directly in the target dtype (no fp32 copy of 3B)
     try:
-        with no_init_weights(), torch.device(device):
+        with no_init_weights(), whole_parameters(), torch.device(device):
             model = LensModel(cfg)
     finally:
         torch.set_default_dtype(old_dtype)

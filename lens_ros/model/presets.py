@@ -1,4 +1,5 @@
-"""Named LENS configurations: ``lens-3b`` (the paper), ``tiny`` (tests), ``demo`` (shipped model).
+"""Named LENS configurations: ``lens-3b`` (the paper), ``tiny`` (tests), ``mid`` (GPU checks),
+``demo`` (shipped model).
 
 ``build_lens(name)`` builds a random-weight model; ``save_preset_checkpoint(name, dir)`` writes a
 loadable checkpoint directory (weights + tokenizer + processor + inference defaults).
@@ -82,6 +83,25 @@ def tiny_config() -> LensConfig:
                       processing=ProcessingConfig(max_pixels=112 * 112))
 
 
+def mid_config() -> LensConfig:
+    """About 220M parameters, for GPU checks of the training path (ZeRO-3, throughput): a
+    1024-wide 8-layer LM, a 4-block 256-wide vision tower, the full 4-block connector (64 queries,
+    so ``learnable_query`` has 65 536 values, above DeepSpeed's "auto" persistence threshold
+    10 x 1024) and a 16-channel Hiera SAM 2 at 512 px; local BPE tokenizer."""
+    cfg = tiny_config()
+    cfg.text_config.update({"hidden_size": 1024, "intermediate_size": 2816,
+                            "num_hidden_layers": 8, "num_attention_heads": 16,
+                            "num_key_value_heads": 2,
+                            "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]}})
+    cfg.vision_config.update({"depth": 4, "hidden_size": 256, "intermediate_size": 512,
+                              "num_heads": 4, "fullatt_block_indexes": [1, 3],
+                              "out_hidden_size": 1024})
+    cfg.connector_heads = 16
+    cfg.sam = _small_sam(512)
+    cfg.processing = ProcessingConfig(max_pixels=224 * 224)
+    return cfg
+
+
 def demo_config() -> LensConfig:
     """The shipped demo model (its recipe: docs/demo.md): 192-wide 3-layer LM, 2-block 128-wide
     vision tower with coordinate channels, 112 px LLM input (16 image tokens), word-level
@@ -135,6 +155,9 @@ register_preset(Preset("lens-3b", "released LENS-3B: Qwen2.5-VL-3B + SAM 2 Hiera
                        lens_3b_config))
 register_preset(Preset("tiny", "5.5 M-parameter test model (random init), 256 px SAM, local BPE tokenizer",
                        tiny_config, _local_tokenizer, inference={"max_new_tokens": 24}))
+register_preset(Preset("mid", "~220M-parameter GPU check model: 1024-wide 8-layer LM, full "
+                       "connector, 512 px SAM, local BPE tokenizer", mid_config, _local_tokenizer,
+                       inference={"max_new_tokens": 24}))
 register_preset(Preset("demo", "9.9 M-parameter shipped demo model (19.9 MB in fp16): word-level tokenizer, "
                        "112 px, coordinate channels, box-corner SAM prompt",
                        demo_config, _demo_tokenizer,
@@ -173,7 +196,9 @@ def build_lens(config: str | LensConfig, device: str | torch.device | None = Non
         with init_empty_weights(include_buffers=False):
             model = LensModel(cfg)
     else:
-        with torch.device(device or "cpu"):
+        from lens_ros.model.build import whole_parameters
+
+        with whole_parameters(), torch.device(device or "cpu"):
             model = LensModel(cfg)
     if dtype is not None:
         model = model.to(dtype)

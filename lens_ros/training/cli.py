@@ -1,5 +1,6 @@
 """``lens-train``: stage-1 and GRPO training, curves, and an LLM export for vLLM.
 
+    lens-train init --qwen QWEN2.5-VL-FOLDER --sam2 sam2_hiera_large.pt --out runs/lens_init
     lens-train stage1 --config config/train_stage1.yaml [--config more.yaml] [--max_steps 10 ...]
     lens-train grpo   --config config/train_grpo.yaml --config config/train_grpo_cpu_tiny.yaml
     lens-train plot RUN_DIR [--out DIR]
@@ -33,6 +34,15 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
                        help="YAML file of field values; repeat to merge several (later wins)")
         p.add_argument("-h", "--help", action="store_true", help="list every training flag")
+    p = sub.add_parser("init", help="build the LENS starting checkpoint from a Qwen2.5-VL "
+                       "Instruct folder and Meta's SAM 2 .pt")
+    p.add_argument("--qwen", required=True, help="Hugging Face Qwen2.5-VL Instruct folder")
+    p.add_argument("--sam2", required=True, help="official SAM 2 checkpoint (sam2_hiera_large.pt)")
+    p.add_argument("--out", required=True, help="output LENS checkpoint directory")
+    p.add_argument("--preset", default="lens-3b",
+                   help="head, SAM 2 and processing sizes (default lens-3b: SAM 2 Hiera-L)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the LENS head initialisation")
     p = sub.add_parser("plot", help="write PNG curves of loss and each reward of a run")
     p.add_argument("run_dir", help="output_dir of a lens-train run (holds metrics.jsonl)")
     p.add_argument("--out", default=None, help="folder for the PNGs (default RUN_DIR/plots)")
@@ -81,6 +91,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lens-train plot: {err}", file=sys.stderr)
             return 2
         print(f"wrote {len(files)} plots to {files[-1].parent}")
+        return 0
+    if args.command == "init":
+        from lens_ros.core import CheckpointError
+        from lens_ros.training.init_checkpoint import build_init_checkpoint
+
+        try:
+            out = build_init_checkpoint(args.qwen, args.sam2, args.out, args.preset, args.dtype,
+                                        args.seed)
+        except (CheckpointError, ValueError, OSError) as err:
+            print(f"lens-train init: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {out}")
         return 0
     if args.command == "export-llm":
         from lens_ros.training.runner import export_llm

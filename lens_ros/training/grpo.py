@@ -37,6 +37,7 @@ from lens_ros.training.grpo_config import LensGRPOConfig
 from lens_ros.training.lens_pass import CallWithLens, LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
 from lens_ros.training.rewards import REWARD_FUNCS, answer_box_iou, mask_iou_reward
+from lens_ros.training.zero3 import gathered, persist_out_of_forward_params
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ def reference_model(model: LensModel) -> Qwen2_5_VLForConditionalGeneration:
     SAM), for the KL term: the reference of stage 2 is the initial policy."""
     from transformers.initialization import no_init_weights
 
+    from lens_ros.model.build import whole_parameters
+
     device, dtype = model.device, model.dtype
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with no_init_weights(), torch.device(device):
+        with no_init_weights(), whole_parameters(), torch.device(device):
             ref = Qwen2_5_VLForConditionalGeneration(model.config)
     finally:
         torch.set_default_dtype(old)
@@ -118,6 +121,7 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
             model.name_or_path = name_or_path
         self.beta = beta
         self.lens_model = model
+        persist_out_of_forward_params(self, model)  # ZeRO-3: _predict_masks runs outside forward
         if is_peft_model(self.model):  # PEFT froze everything else: the head and SAM still learn
             for name, p in model.named_parameters():
                 if name.startswith(HEAD_PREFIXES + ("sam.",)) and name in trainable:
@@ -194,11 +198,12 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
                                "rollout_func / tools are not supported by LensGRPOTrainer")
         model = self.lens_model
         keys = [str(r["row_id"]) for r in rows]
-        self._sam_features = sam_features_by_key(
-            model, keys, {str(r["row_id"]): r["rgb"] for r in rows},
-            lambda rgb: sam_pixels(np.asarray(rgb), model.lens_config))
-        if self._needs_pred_mask:
-            extra["pred_mask"] = self._predict_masks(prompt_ids, completion_ids, rows, keys)
+        with gathered(model):  # ZeRO-3: these passes run outside the engine's forward
+            self._sam_features = sam_features_by_key(
+                model, keys, {str(r["row_id"]): r["rgb"] for r in rows},
+                lambda rgb: sam_pixels(np.asarray(rgb), model.lens_config))
+            if self._needs_pred_mask:
+                extra["pred_mask"] = self._predict_masks(prompt_ids, completion_ids, rows, keys)
         result[5] = extra
         return tuple(result)
 
@@ -273,6 +278,12 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
         ml = mask_loss([request.low_res_logits[i] for i in keep],
                        [inputs["gt_mask"][i] for i in keep],
                        self.args.bce_loss_weight, self.args.dice_loss_weight)
+        total = ml.total
+        if not keep:
+            # no rollout passed the gate: a zero that still depends on the mask path, so every
+            # parameter reached by the real loss gets a (zero) gradient and DDP's reducer, which
+            # expects all of them each step (find_unused_parameters off), stays in step
+            total = 0.0 * torch.stack([lg.float().sum() for lg in request.low_res_logits]).sum()
         mode = "train" if self.model.training else "eval"
         norm = self.current_gradient_accumulation_steps if mode == "train" else 1
         kept = torch.tensor(len(keep) / max(1, len(inputs["mask_keep"])))
@@ -280,4 +291,4 @@ class LensGRPOTrainer(LensCheckpointMixin, GRPOTrainer):
                             ("mask_dice", ml.dice), ("mask_loss_share", kept)):
             self._metrics[mode][name].append(
                 self.accelerator.gather(value.detach().reshape(1)).mean().item())
-        return loss + self.args.mask_loss_weight * ml.total / norm
+        return loss + self.args.mask_loss_weight * total / norm

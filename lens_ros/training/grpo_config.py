@@ -93,6 +93,11 @@ class LensGRPOConfig(GRPOConfig):
         default=False,
         metadata={"help": "Multiply the KL by the importance ratio (TRL's default True); the "
                   "reference uses the plain k3 KL."})
+    vllm_importance_sampling_correction: bool = field(
+        default=False,
+        metadata={"help": "With use_vllm: reweight by the ratio of trainer to vLLM log-probs "
+                  "(TRL's default True). False = the reference, which has no such correction; "
+                  "without vLLM it has no effect."})
     loss_type: str = field(
         default="grpo",
         metadata={"help": "'grpo': per-sequence token mean, then batch mean (the reference)."})

@@ -22,6 +22,7 @@ import torch
 from trl.trainer.utils import FusedCausalLMOutput, selective_log_softmax_and_entropy
 
 from lens_ros.model.modeling import SamImageFeatures
+from lens_ros.training.zero3 import gathered
 
 
 class LensPassRequest:
@@ -101,20 +102,25 @@ def install_lens_forward(model) -> None:
             return previous(*args, **kwargs)
         if args:
             raise TypeError("the LENS policy pass takes keyword arguments only")
-        if "labels" not in kwargs:  # masks only (stage 1): one query pass, 1-D positions
-            hidden, _ = self.query_forward(kwargs["input_ids"], kwargs["attention_mask"],
-                                           kwargs.get("pixel_values"),
-                                           kwargs.get("image_grid_thw"))
-            _masks(self, lens, hidden[:, -self.num_queries:])
-            return lens.low_res_logits
-        if lens.positions == "1d":
-            return _one_pass_1d(self, lens, kwargs)
-        out = previous(**kwargs)
-        if lens.features is not None:
-            q = self.query_hidden_states(kwargs["input_ids"], kwargs["attention_mask"],
-                                         kwargs.get("pixel_values"), kwargs.get("image_grid_thw"))
-            _masks(self, lens, q)
-        return out
+        with gathered(self):  # ZeRO-3: the head reads parameters outside their modules
+            return _lens_pass(self, previous, lens, kwargs)
 
     model.forward = types.MethodType(forward, model)
     model._lens_forward_installed = True
+
+
+def _lens_pass(model, previous, lens: LensPassRequest, kwargs: dict):
+    """The body of the patched forward for a call with ``lens=...`` (see the module docstring)."""
+    if "labels" not in kwargs:  # masks only (stage 1): one query pass, 1-D positions
+        hidden, _ = model.query_forward(kwargs["input_ids"], kwargs["attention_mask"],
+                                        kwargs.get("pixel_values"), kwargs.get("image_grid_thw"))
+        _masks(model, lens, hidden[:, -model.num_queries:])
+        return lens.low_res_logits
+    if lens.positions == "1d":
+        return _one_pass_1d(model, lens, kwargs)
+    out = previous(**kwargs)
+    if lens.features is not None:
+        q = model.query_hidden_states(kwargs["input_ids"], kwargs["attention_mask"],
+                                      kwargs.get("pixel_values"), kwargs.get("image_grid_thw"))
+        _masks(model, lens, q)
+    return out

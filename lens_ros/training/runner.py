@@ -102,4 +102,25 @@ def export_llm(checkpoint: str | Path, out: str | Path) -> Path:
     out = Path(out)
     llm.save_pretrained(out)
     loaded.processor.save_pretrained(out)
+    stock_processor_config(out)
     return out
+
+
+def stock_processor_config(directory: str | Path) -> Path:
+    """Make ``processor_config.json`` name transformers' own ``Qwen2_5_VLProcessor`` (not the
+    project's image-only subclass) and carry the video processor section it requires, so that
+    ``AutoProcessor.from_pretrained`` in any environment (vLLM's included) loads the folder as it
+    loads a hub Qwen2.5-VL release. The video settings copy the image processor's (Qwen2.5-VL
+    uses the same patching for both). Loading the video processor needs torchvision, as for a
+    hub release."""
+    file = Path(directory) / "processor_config.json"
+    data = json.loads(file.read_text())
+    data["processor_class"] = "Qwen2_5_VLProcessor"
+    image = dict(data.get("image_processor") or {})
+    if image and "video_processor" not in data:
+        video = {k: v for k, v in image.items() if k != "image_processor_type"}
+        video["video_processor_type"] = "Qwen2VLVideoProcessor"
+        video["processor_class"] = "Qwen2_5_VLProcessor"
+        data["video_processor"] = video
+    file.write_text(json.dumps(data, indent=2) + "\n")
+    return file

@@ -1,6 +1,6 @@
 """Stage 1: align the LENS head to a frozen LLM with the mask loss on teacher-forced answers.
 
-As the reference (``trainer_stage1.py`` in hustvl/LENS): the language model and its
+As the reference (``trainer_stage1.py``): the language model and its
 vision tower are frozen; ``learnable_query``, ``connector``, ``conv_1d`` and ``proj_to_sam``
 (and, optionally, the SAM 2 mask decoder) train. Each sample is the chat prompt followed by the
 ground-truth answer (``<|object_ref_start|>q.<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)
@@ -21,6 +21,7 @@ from lens_ros.training.common import (EpochCallback, LensCheckpointMixin, Metric
 from lens_ros.training.configs import LensStage1Config
 from lens_ros.training.lens_pass import LensPassRequest, install_lens_forward
 from lens_ros.training.losses import mask_loss
+from lens_ros.training.zero3 import gathered, persist_out_of_forward_params
 
 
 def collate_items(items: list) -> list:
@@ -71,6 +72,7 @@ class LensStage1Trainer(LensCheckpointMixin, Trainer):
                          data_collator=collate_items, processing_class=processing_class,
                          callbacks=callbacks)
         self.lens_model = model
+        persist_out_of_forward_params(self, model)  # SAM features are encoded outside forward
         self._metric_sums: dict[str, list[float]] = {}
 
     def _prepare_inputs(self, inputs):
@@ -82,7 +84,8 @@ class LensStage1Trainer(LensCheckpointMixin, Trainer):
                                      self.args.answer_template, self.args.reasoning_prompt)
         device = self.accelerator.device
         with torch.no_grad():  # frozen SAM image encoder
-            feats = lens.encode_sam_image(batch["sam_pixels"].to(device))
+            with gathered(lens):  # ZeRO-3: outside the engine's forward
+                feats = lens.encode_sam_image(batch["sam_pixels"].to(device))
         request = LensPassRequest("1d", 1.0, feats)
         low_res = model(input_ids=batch["input_ids"].to(device),
                         attention_mask=batch["attention_mask"].to(device),
