@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
+
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "lens-demo"
 
@@ -297,8 +299,9 @@ def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools
     assert size < 30e6 and json.loads((out / "training.json").read_text()) == {"seed": 0}
     seg = LensSegmenter.from_pretrained(out, device="cpu")
     assert seg.config.reasoning and seg.model.lens_config.box_prompt
-    seg.set_image(np.zeros((112, 112, 3), np.uint8))
-    assert seg.segment("the red cube").mask.shape == (112, 112)
+    side = DEMO_IMAGE_SIZE
+    seg.set_image(np.zeros((side, side, 3), np.uint8))
+    assert seg.segment("the red cube").mask.shape == (side, side)
 
 
 def test_error_split_separates_resolution_from_localisation():

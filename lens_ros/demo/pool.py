@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lens_ros.synthetic.expressions import LEVELS, list_objects
-from lens_ros.synthetic.scene import SceneConfig, make_scene
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE, SceneConfig, make_scene
 from lens_ros.synthetic.splits import scene_seed
 
 
@@ -105,7 +105,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="pool name (file stem)")
     p.add_argument("--scenes", type=int, required=True, help="number of scenes")
     p.add_argument("--offset", type=int, default=0, help="first train-split scene index")
-    p.add_argument("--size", type=int, default=112, help="image side in pixels")
+    p.add_argument("--size", type=int, default=DEMO_IMAGE_SIZE, help="image side in pixels")
     p.add_argument("--min-objects", type=int, default=2, help="fewest objects per scene")
     p.add_argument("--max-objects", type=int, default=5, help="most objects per scene")
     return p

@@ -13,6 +13,11 @@ from typing import Any, Callable
 import torch
 
 from lens_ros.model.config import LensConfig, ProcessingConfig, SamConfig
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
+
+#: merged visual tokens per side of the demo model's input (patch 14 x spatial merge 2 = 28 px
+#: per token): the demo's LLM sees DEMO_TOKEN_GRID ** 2 image tokens
+DEMO_TOKEN_GRID = DEMO_IMAGE_SIZE // (14 * 2)
 
 #: Qwen special-token ids of a tokenizer from :func:`tokenizer.build_bpe_tokenizer` (ids 0..13).
 LOCAL_TOKEN_IDS = {"image_token_id": 12, "video_token_id": 13,
@@ -96,6 +101,7 @@ def demo_config() -> LensConfig:
                               "in_channels": 5, "fullatt_block_indexes": [0, 1],
                               "out_hidden_size": 192})
     cfg.connector_depth = 1
+    cfg.processing.max_pixels = DEMO_IMAGE_SIZE * DEMO_IMAGE_SIZE
     cfg.sam = _small_sam(128)
     # trained from scratch with the single-mask output only: SAM 2's fallback to the multimask
     # outputs would pick untrained masks (measured: ~4 % near-whole-image masks; test-split cIoU
@@ -111,7 +117,7 @@ def _demo_tokenizer():
 
     from lens_ros.model.word_tokenizer import build_word_tokenizer
 
-    return build_word_tokenizer(VOCABULARY, max_coordinate=112)
+    return build_word_tokenizer(VOCABULARY, max_coordinate=DEMO_IMAGE_SIZE)
 
 
 def _local_tokenizer():
@@ -135,7 +141,7 @@ register_preset(Preset("lens-3b", "released LENS-3B: Qwen2.5-VL-3B + SAM 2 Hiera
 register_preset(Preset("tiny", "~3M-parameter test model, 256 px SAM, local BPE tokenizer",
                        tiny_config, _local_tokenizer, inference={"max_new_tokens": 24}))
 register_preset(Preset("demo", "~3M-parameter shipped demo model: word-level tokenizer, "
-                       "112 px, coordinate channels, box-corner SAM prompt (demo-model.md)",
+                       f"{DEMO_IMAGE_SIZE} px, coordinate channels, box-corner SAM prompt",
                        demo_config, _demo_tokenizer,
                        inference={"max_new_tokens": 48, "reasoning": True,
                                   "repetition_penalty": 1.0, "stability_fallback": False}))

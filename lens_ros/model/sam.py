@@ -19,7 +19,7 @@ from lens_ros.model.config import SamConfig
 MEMORY_MODULES = ("maskmem_tpos_enc", "memory_attention", "memory_encoder")
 
 
-def _memory_modules(cfg: SamConfig) -> tuple[MemoryAttention, MemoryEncoder]:
+def memory_modules(cfg: SamConfig) -> tuple[MemoryAttention, MemoryEncoder]:
     d, fs = cfg.d_model, cfg.embedding_size
 
     def rope(**extra) -> RoPEAttention:
@@ -46,7 +46,7 @@ def _memory_modules(cfg: SamConfig) -> tuple[MemoryAttention, MemoryEncoder]:
 def build_sam(cfg: SamConfig) -> SAM2Base:
     """SAM2Base with the ``sam2_hiera_*.yaml`` model settings and the given sizes.
 
-    Memory modules are deleted unless ``cfg.keep_memory_modules`` (LENS deletes them, so the
+    Memory modules are deleted unless ``cfg.keepmemory_modules`` (LENS deletes them, so the
     released checkpoint has no such keys). Returned in eval mode, on the current default device.
     """
     trunk = Hiera(embed_dim=cfg.embed_dim, num_heads=cfg.num_heads, stages=list(cfg.stages),
@@ -58,7 +58,7 @@ def build_sam(cfg: SamConfig) -> SAM2Base:
                                                            temperature=10000),
                    d_model=cfg.d_model, backbone_channel_list=cfg.backbone_channel_list,
                    fpn_top_down_levels=list(cfg.fpn_top_down_levels), fpn_interp_model="nearest")
-    memory_attention, memory_encoder = _memory_modules(cfg)
+    memory_attention, memory_encoder = memory_modules(cfg)
     sam = SAM2Base(
         image_encoder=ImageEncoder(trunk=trunk, neck=neck, scalp=1),
         memory_attention=memory_attention, memory_encoder=memory_encoder,
@@ -78,7 +78,7 @@ def build_sam(cfg: SamConfig) -> SAM2Base:
             "dynamic_multimask_stability_thresh": cfg.dynamic_multimask_stability_thresh,
         },
     )
-    if not cfg.keep_memory_modules:
+    if not cfg.keepmemory_modules:
         for name in MEMORY_MODULES:
             delattr(sam, name)
     return sam.eval()
@@ -87,3 +87,26 @@ def build_sam(cfg: SamConfig) -> SAM2Base:
 def sam_dtype(sam: torch.nn.Module) -> torch.dtype:
     """Floating dtype of the SAM weights."""
     return sam.no_mem_embed.dtype
+
+
+# ---- the SAM2Base internals LENS relies on (private in the sam2 package: one place to adapt) --
+def prepare_backbone_features(sam: SAM2Base, backbone: dict):
+    """``SAM2Base._prepare_backbone_features``: image-encoder output -> (backbone, feats, pos,
+    sizes) with ``feats``/``pos`` per level (HW, B, C) and ``sizes`` per level (H, W)."""
+    return sam._prepare_backbone_features(backbone)
+
+
+def track_frame(head: SAM2Base, index: int, feats: list, pos: list, sizes: list, bank: dict,
+                num_frames: int):
+    """One non-conditioning frame through ``head``: memory attention over ``bank``, the mask
+    decoder, then the memory encoder (``SAM2Base._track_step`` + ``_encode_memory_in_output``).
+
+    Returns (out, multi_logits (B, 3, h, w), ious (B, 3), low_res (B, 1, h, w), obj_score
+    (B, 1)); ``out`` is the frame's memory-bank entry (``pred_masks``, ``obj_ptr``,
+    ``object_score_logits``, ``maskmem_features``, ``maskmem_pos_enc``)."""
+    out, sam_out, _, _ = head._track_step(index, False, feats, pos, sizes, None, None, bank,
+                                          num_frames, False, None)
+    multi, _, ious, low_res, high_res, obj_ptr, obj_score = sam_out
+    out.update(pred_masks=low_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
+    head._encode_memory_in_output(feats, sizes, None, True, high_res, obj_score, out)
+    return out, multi, ious, low_res, obj_score
