@@ -46,7 +46,7 @@ def memory_modules(cfg: SamConfig) -> tuple[MemoryAttention, MemoryEncoder]:
 def build_sam(cfg: SamConfig) -> SAM2Base:
     """SAM2Base with the ``sam2_hiera_*.yaml`` model settings and the given sizes.
 
-    Memory modules are deleted unless ``cfg.keepmemory_modules`` (LENS deletes them, so the
+    Memory modules are deleted unless ``cfg.keep_memory_modules`` (LENS deletes them, so the
     released checkpoint has no such keys). Returned in eval mode, on the current default device.
     """
     trunk = Hiera(embed_dim=cfg.embed_dim, num_heads=cfg.num_heads, stages=list(cfg.stages),
@@ -78,7 +78,7 @@ def build_sam(cfg: SamConfig) -> SAM2Base:
             "dynamic_multimask_stability_thresh": cfg.dynamic_multimask_stability_thresh,
         },
     )
-    if not cfg.keepmemory_modules:
+    if not cfg.keep_memory_modules:
         for name in MEMORY_MODULES:
             delattr(sam, name)
     return sam.eval()

@@ -50,7 +50,7 @@ def head_sam_config(sam: SamConfig, overrides: dict | None = None) -> SamConfig:
     if bad:
         raise ValueError(f"tracker overrides {bad} are not memory fields; allowed: "
                          f"{list(MEMORY_FIELDS)}")
-    return dataclasses.replace(sam, keepmemory_modules=True, **overrides)
+    return dataclasses.replace(sam, keep_memory_modules=True, **overrides)
 
 
 def build_tracking_head(cfg: SamConfig) -> SAM2Base:
