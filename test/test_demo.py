@@ -423,3 +423,12 @@ def test_experiment_overlays_parse_over_the_recipe_config(overlay):
         assert cfg.lr < base.lr and cfg.seed == base.seed
     else:
         assert cfg.listing and not base.listing
+
+
+def test_a_stage_asked_for_cuda_without_one_names_the_fix(monkeypatch):
+    from lens_ros.demo.stage_loop import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="--device cpu"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
