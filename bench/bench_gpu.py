@@ -118,8 +118,14 @@ def timed(fn, device: torch.device, repeats: int) -> float:
     return median_ms(run, repeats)
 
 
+#: where :func:`row` keeps the figures so far (``--json``), so an interrupted run keeps them
+JSON_PATH: Path | None = None
+
+
 def row(results: dict, name: str, ms: float, floor_ms: float | None, note: str = "") -> None:
     results[name] = {"ms": ms, "floor_ms": floor_ms}
+    if JSON_PATH is not None:
+        JSON_PATH.write_text(json.dumps(results, indent=2))
     floor = f"floor {floor_ms:9.2f} ms  ({ms / floor_ms:6.1f}x)" if floor_ms else " " * 28
     print(f"{name:44s} {ms:9.2f} ms   {floor}  {note}")
 
@@ -291,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats = min(args.repeats, 2)
         args.bandwidth = args.bandwidth or 0.05
         args.tflops = args.tflops or 0.5
+    global JSON_PATH
+    JSON_PATH = args.json
     results = run(args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -117,17 +117,17 @@ zero3() {
 }
 
 export -f env_report demo zero3
-run_step env 30 bash -c env_report
-run_step cuda_tests 60 "$PY" -m pytest test/test_cuda.py -q -p no:cacheprovider -rs
+run_step env 20 bash -c env_report
+run_step cuda_tests 50 "$PY" -m pytest test/test_cuda.py -q -p no:cacheprovider -rs
 if [ "$DRY" = 1 ]; then
     run_step bench 300 "$PY" bench/bench_gpu.py --dry-run --repeats 1 --tokens 1 4 \
         --json "$OUT/bench_gpu.json"
 else
-    run_step bench 110 "$PY" bench/bench_gpu.py --repeats 3 --json "$OUT/bench_gpu.json"
+    run_step bench 100 "$PY" bench/bench_gpu.py --repeats 3 --json "$OUT/bench_gpu.json"
 fi
-run_step demo "$([ "$DRY" = 1 ] && echo 900 || echo 330)" bash -c demo
+run_step demo "$([ "$DRY" = 1 ] && echo 900 || echo 300)" bash -c demo
 if [ -f scripts/gpu/zero3_grpo.sh ]; then
-    run_step zero3 45 bash -c zero3
+    run_step zero3 40 bash -c zero3
 else
     echo "| zero3 | not present (scripts/gpu/zero3_grpo.sh) | 0 | - |" >> "$SUMMARY"
 fi
