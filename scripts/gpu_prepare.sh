@@ -2,7 +2,7 @@
 # Build .whl/: the Python packages scripts/gpu_run.sh installs on the GPU machine, which has
 # Python 3.12, PyTorch (CUDA), transformers, accelerate, numpy, pandas, pyarrow, pytest... but no
 # sam2, TRL or hydra, other versions of transformers/tokenizers/huggingface_hub than ours, and no
-# package index. Needs the package index here (pip download) and the project venv (to build
+# package index. Needs a reachable package index (pip download) and the project venv (to build
 # sam2 without its CUDA extension). Versions are the pins of requirements/ml.txt.
 #   bash scripts/gpu_prepare.sh           (VENV=.venv by default; prints the total size)
 # The wheels travel with the working tree (64 MiB in all with the tree): keep the list short.

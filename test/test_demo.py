@@ -247,6 +247,7 @@ def _same_weights(a, b) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_trains_the_same_weights(tmp_path, tiny_pools):
     """The schedule follows steps (not the clock) and the resumable state holds the model, aux
     head, optimizer, RNGs and schedule position: 4 steps straight == 2 steps, stop, 2 more
@@ -254,7 +255,7 @@ def test_interrupted_and_resumed_run_trains_the_same_weights(tmp_path, tiny_pool
     from lens_ros.demo.train import main as train
 
     args = ["sft", "--config", str(REPO / "config/demo/sft.yaml"), "--pool_dir",
-            str(tiny_pools), "--steps", "4", "--warmup_steps", "1", "--eval_scenes", "2",
+            str(tiny_pools), "--steps", "4", "--warmup_steps", "1", "--eval_scenes", "1",
             "--eval_every_steps", "2", "--threads", "2", "--log_every", "1"]
     assert train(args + ["--output_dir", str(tmp_path / "a")]) == 0
     b = ["--output_dir", str(tmp_path / "b")]
