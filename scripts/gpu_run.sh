@@ -117,17 +117,19 @@ zero3() {
 }
 
 export -f env_report demo zero3
-run_step env 20 bash -c env_report
-run_step cuda_tests 50 "$PY" -m pytest test/test_cuda.py -q -p no:cacheprovider -rs
+# budget: the GPU one, or the dry run's (generous: a busy CPU machine)
+budget() { if [ "$DRY" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+run_step env "$(budget 20 120)" bash -c env_report
+run_step cuda_tests "$(budget 50 300)" "$PY" -m pytest test/test_cuda.py -q -p no:cacheprovider -rs
 if [ "$DRY" = 1 ]; then
     run_step bench 300 "$PY" bench/bench_gpu.py --dry-run --repeats 1 --tokens 1 4 \
         --json "$OUT/bench_gpu.json"
 else
     run_step bench 100 "$PY" bench/bench_gpu.py --repeats 3 --json "$OUT/bench_gpu.json"
 fi
-run_step demo "$([ "$DRY" = 1 ] && echo 900 || echo 300)" bash -c demo
+run_step demo "$(budget 300 900)" bash -c demo
 if [ -f scripts/gpu/zero3_grpo.sh ]; then
-    run_step zero3 40 bash -c zero3
+    run_step zero3 "$(budget 40 300)" bash -c zero3
 else
     echo "| zero3 | not present (scripts/gpu/zero3_grpo.sh) | 0 | - |" >> "$SUMMARY"
 fi
