@@ -1,9 +1,10 @@
-"""CUDA smoke test: runs only when a GPU is present (skipped on CPU-only machines such as CI).
+"""CUDA smoke test: runs only when a GPU is present (skipped on CPU machines such as CI).
 
 On a GPU: the tiny checkpoint loads on ``cuda`` in bf16 by default (fp16 on request) with
 PyTorch SDPA attention, segments, tracks (the tracking head runs in fp32 beside the bf16 model)
-and runs the fast mask pass; ``release()`` gives the GPU memory back. What these dtypes mean for
-the released LENS-3B is in docs/track3d.md ("Running the released LENS-3B on a GPU robot").
+and runs the fast mask pass; ``release()`` gives the GPU memory back (what these dtypes mean for
+the released LENS-3B: docs/track3d.md). A demo-recipe stage trains on ``device: cuda`` and
+resumes there. scripts/gpu_run.sh runs this file on the GPU machine.
 """
 import numpy as np
 import pytest
@@ -43,3 +44,20 @@ def test_segment_track_and_release_on_cuda(tiny_model_dir, bundled_image, dtype)
     seg.release()
     torch.cuda.empty_cache()
     assert torch.cuda.memory_allocated() <= before + 1024 ** 2
+
+
+def test_demo_recipe_stage_trains_on_cuda(tmp_path):
+    """The GPU recipe's device field: two supervised steps on CUDA, then a resumed third."""
+    from lens_ros.demo.pool import generate_pool, save_pool
+    from lens_ros.demo.train import main as train
+    from lens_ros.synthetic.scene import SceneConfig
+
+    save_pool(generate_pool(8, SceneConfig(), progress=False), tmp_path, "normal")
+    save_pool(generate_pool(8, SceneConfig(min_objects=1, max_objects=3), 100, False), tmp_path,
+              "easy")
+    args = ["sft", "--pool_dir", str(tmp_path), "--output_dir", str(tmp_path / "sft"),
+            "--device", "cuda", "--steps", "3", "--warmup_steps", "1", "--batch_size", "4",
+            "--eval_scenes", "1", "--eval_every_steps", "3"]
+    assert train(args + ["--stop_after_steps", "2"]) == 0
+    assert train(args) == 0
+    assert (tmp_path / "sft" / "last" / "model.safetensors").is_file()

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
+
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "lens-demo"
 
@@ -238,26 +240,39 @@ def test_listing_think_lists_every_object_and_holds_the_answer_box(tiny_pools, d
         config_from_args(SFTConfig, [], ["--listing", "maybe"])
 
 
-def test_same_seed_and_step_budget_train_the_same_weights(tmp_path, tiny_pools):
-    """The recipe's schedule follows steps (not the clock), so a rerun with the recipe's two
-    threads is bit-identical."""
+def _same_weights(a, b) -> bool:
     from safetensors.torch import load_file
 
+    x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_trains_the_same_weights(tmp_path, tiny_pools):
+    """The schedule follows steps (not the clock) and the resumable state holds the model, aux
+    head, optimizer, RNGs and schedule position: 4 steps straight == 2 steps, stop, 2 more
+    (with the recipe's two threads), and each step is logged once."""
     from lens_ros.demo.train import main as train
 
-    runs = []
-    for name in ("a", "b"):
-        assert train(["sft", "--config", str(REPO / "config/demo/sft.yaml"), "--output_dir",
-                      str(tmp_path / name), "--pool_dir", str(tiny_pools), "--steps", "4",
-                      "--warmup_steps", "1", "--eval_scenes", "2", "--eval_every_steps", "2",
-                      "--threads", "2"]) == 0
-        runs.append(load_file(tmp_path / name / "last" / "model.safetensors"))
-    assert runs[0].keys() == runs[1].keys()
-    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
-    evals = [[json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()
-              if "eval/acc" in x] for n in ("a", "b")]
+    args = ["sft", "--config", str(REPO / "config/demo/sft.yaml"), "--pool_dir",
+            str(tiny_pools), "--steps", "4", "--warmup_steps", "1", "--eval_scenes", "1",
+            "--eval_every_steps", "2", "--threads", "2", "--log_every", "1"]
+    assert train(args + ["--output_dir", str(tmp_path / "a")]) == 0
+    b = ["--output_dir", str(tmp_path / "b")]
+    assert train(args + b + ["--stop_after_steps", "2"]) == 0
+    assert (tmp_path / "b/resume.pt").is_file()
+    assert train(args + b) == 0  # continues at step 2
+    assert _same_weights(tmp_path / "a/last", tmp_path / "b/last")
+    lines = [[json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+             for n in ("a", "b")]
+    assert [r["step"] for r in lines[0] if "ce" in r] == [0, 1, 2, 3]
+    assert [r["step"] for r in lines[1] if "ce" in r] == [0, 1, 2, 3]
+    evals = [[r for r in rs if "eval/acc" in r] for rs in lines]
     assert [e["step"] for e in evals[0]] == [1, 3]  # every 2 steps (the last one is final)
     assert evals[0][-1]["eval/acc"] == evals[1][-1]["eval/acc"]
+    assert train(args + b) == 0  # a finished run: nothing to do, nothing changes
+    assert _same_weights(tmp_path / "a/last", tmp_path / "b/last")
+    assert train(args + b + ["--lr", "0.5"]) == 2  # other settings: refused, not mixed
 
 
 def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools):
@@ -273,16 +288,21 @@ def test_recipe_stages_run_and_export_a_loadable_fp16_model(tmp_path, tiny_pools
     metrics = [json.loads(x) for x in (tmp_path / "sft/metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["step"] == 0 and metrics[0]["ce"] > 0 and metrics[0]["aux"] > 0
     assert any("eval/acc" in m for m in metrics)
-    assert train(["mask", "--config", str(REPO / "config/demo/mask.yaml"), "--init",
-                  str(tmp_path / "sft/best"), "--output_dir", str(tmp_path / "mask"),
-                  "--steps", "2", "--warmup_steps", "1"] + common) == 0
+    mask = ["mask", "--config", str(REPO / "config/demo/mask.yaml"), "--init",
+            str(tmp_path / "sft/best"), "--steps", "2", "--warmup_steps", "1"] + common
+    assert train(mask + ["--output_dir", str(tmp_path / "mask")]) == 0
+    # the mask stage resumes too (box jitter draws from torch's RNG): 1 + 1 steps == 2 steps
+    assert train(mask + ["--output_dir", str(tmp_path / "m2"), "--stop_after_steps", "1"]) == 0
+    assert train(mask + ["--output_dir", str(tmp_path / "m2")]) == 0
+    assert _same_weights(tmp_path / "mask/last", tmp_path / "m2/last")
     out = export(tmp_path / "mask/best", tmp_path / "ship", {"seed": 0})
     size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     assert size < 30e6 and json.loads((out / "training.json").read_text()) == {"seed": 0}
     seg = LensSegmenter.from_pretrained(out, device="cpu")
     assert seg.config.reasoning and seg.model.lens_config.box_prompt
-    seg.set_image(np.zeros((112, 112, 3), np.uint8))
-    assert seg.segment("the red cube").mask.shape == (112, 112)
+    side = DEMO_IMAGE_SIZE
+    seg.set_image(np.zeros((side, side, 3), np.uint8))
+    assert seg.segment("the red cube").mask.shape == (side, side)
 
 
 def test_error_split_separates_resolution_from_localisation():
@@ -404,3 +424,12 @@ def test_experiment_overlays_parse_over_the_recipe_config(overlay):
         assert cfg.lr < base.lr and cfg.seed == base.seed
     else:
         assert cfg.listing and not base.listing
+
+
+def test_a_stage_asked_for_cuda_without_one_names_the_fix(monkeypatch):
+    from lens_ros.demo.stage_loop import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="--device cpu"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lens_ros.core import (BadCommandError, BadImageError, CheckpointError, NotReadyError,
                            Segmentation, Status)
@@ -274,3 +276,26 @@ def test_tracker_training_step_trains_the_memory(segmenter):
         grads = [p.grad for n, p in tracker.head.named_parameters() if n.startswith(name)]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
     tracker.head.eval()
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 40), cols=st.integers(1, 300), scale=st.floats(1e-4, 1e2),
+       seed=st.integers(0, 2 ** 16))
+def test_int8_row_storage_round_trips_within_half_a_step(rows, cols, scale, seed):
+    """Large matrices of a stored tracking head are int8 with per-row scales (half the fp16
+    size); loading gives each weight back within half a quantisation step (plus what the fp16
+    scale's rounding adds, < 0.07 step at the row maximum); the rest is kept."""
+    from lens_ros.model.tracking.weights import INT8_MIN_ELEMENTS, dequantize_rows, quantize_rows
+
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(rows, cols, generator=g) * scale).half()
+    bias = torch.randn(rows, generator=g).half()
+    stored = quantize_rows({"w": w, "b": bias})
+    back = dequantize_rows(stored)
+    assert set(back) == {"w", "b"} and torch.equal(back["b"], bias)
+    if w.numel() < INT8_MIN_ELEMENTS:
+        assert torch.equal(back["w"], w)
+        return
+    assert stored["w"].dtype == torch.int8
+    step = w.float().abs().amax(1, keepdim=True) / 127
+    assert ((back["w"] - w.float()).abs() <= 0.57 * step + 1e-12).all()

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from lens_ros.evaluation.metrics import BOX_ACC_THRESHOLD
 from lens_ros.demo.samples import token_cell
+from lens_ros.model.presets import DEMO_TOKEN_GRID
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
 from lens_ros.demo.tables import load_records
 from lens_ros.data.safe_pickle import safe_load
 
@@ -76,7 +78,7 @@ def table(counts: Counter) -> str:
     return "\n".join(lines) + "\n"
 
 
-def token_cells(instances: dict, grid: int = 4) -> dict[int, str]:
+def token_cells(instances: dict, grid: int = DEMO_TOKEN_GRID) -> dict[int, str]:
     """ann_id -> one of :data:`CELLS`: how the object's box centre shares its cell of the
     ``grid`` x ``grid`` raster over its image (``instances``: COCO dict, bbox = x, y, w, h in
     pixels) with the image's other objects; the larger box area wins a shared cell."""
@@ -122,9 +124,9 @@ def main(argv=None) -> int:
     p.add_argument("eval_dir", help="lens-eval output folder (with records/)")
     p.add_argument("--data-root", default="data/refer_seg", help="refer_seg root of the split")
     p.add_argument("--dataset", default="synthetic", help="dataset folder under the root")
-    p.add_argument("--grid", type=int, default=4,
-                   help="merged visual tokens per image side (4 = the demo model's 112 px input "
-                        "at patch 14)")
+    p.add_argument("--grid", type=int, default=DEMO_TOKEN_GRID,
+                   help=f"merged visual tokens per image side ({DEMO_TOKEN_GRID} = the demo "
+                        f"model's {DEMO_IMAGE_SIZE} px input at patch 14)")
     args = p.parse_args(argv)
     folder = Path(args.data_root) / args.dataset
     try:

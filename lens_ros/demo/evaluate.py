@@ -17,7 +17,7 @@ from lens_ros.model.answers import parse_answer
 from lens_ros.model.config import InferenceConfig
 from lens_ros.model.segmenter import LensSegmenter
 from lens_ros.synthetic.expressions import list_objects
-from lens_ros.synthetic.scene import SceneConfig
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE, SceneConfig
 from lens_ros.synthetic.splits import make_split_scene
 from lens_ros.demo.samples import grounding_reasoning, parse_listing
 
@@ -27,7 +27,7 @@ VALID = re.compile(r'<think>[a-z0-9 ,.\[\]]+</think><answer>\{"bbox_2d": \[\d+, 
 
 
 @lru_cache(maxsize=4)
-def val_scenes(n: int, size: int = 112) -> tuple:
+def val_scenes(n: int, size: int = DEMO_IMAGE_SIZE) -> tuple:
     """The first ``n`` val-split scenes (levels balanced), cached."""
     cfg = SceneConfig(width=size, height=size)
     return tuple(make_split_scene("val", i, cfg) for i in range(n))

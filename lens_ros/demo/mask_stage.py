@@ -9,7 +9,6 @@ Writes ``metrics.jsonl``, ``plots/``, ``last/`` and ``best/`` (by held-out end-t
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,7 @@ from lens_ros.model.processing import prepare_sam_image
 from lens_ros.demo.pool import load_pool
 from lens_ros.demo.samples import collate, make_sample
 from lens_ros.training.losses import mask_loss
-from lens_ros.demo.stage_loop import (append_jsonl, eval_and_save, eval_due, optimizer_step,
-                                     plot_curves, start_run)
+from lens_ros.demo.stage_loop import optimizer_step, run_steps, start_run, to_device
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +51,12 @@ class MaskStageConfig:
     log_every: int = 20  #: steps between metric lines
     seed: int = 0  #: seeds torch and numpy
     threads: int = 1  #: torch CPU threads
+    device: str = "cpu"  #: cpu, cuda or auto (CUDA when available); fp32 weights either way
+    resume: bool = True  #: continue from ``output_dir/resume.pt`` when present (false: restart)
+    state_every_steps: int = 500  #: write the resumable state every this many steps (0 = only
+    #: at the end and when stopped)
+    stop_after_steps: int = 0  #: stop (saving the state) after this many steps of this
+    #: invocation; 0 = run to the end. The schedule still spans ``steps``
 
 
 def head_parameters(model) -> list:
@@ -78,9 +82,11 @@ def load_head(model, directory: str) -> None:
         raise ValueError(f"{directory}: unexpected head keys {missing.unexpected_keys[:5]}")
 
 
-def run_mask_stage(cfg: MaskStageConfig) -> Path:
-    """Train the head; returns the best checkpoint directory."""
+def run_mask_stage(cfg: MaskStageConfig) -> Path | None:
+    """Train the head; returns the best checkpoint directory (None when stopped by
+    ``stop_after_steps``: rerun to continue)."""
     rng, out, model, processor, inference = start_run(cfg, "mask")
+    device = model.device
     lc = model.lens_config
     if cfg.head_from:
         load_head(model, cfg.head_from)
@@ -88,15 +94,11 @@ def run_mask_stage(cfg: MaskStageConfig) -> Path:
     params = head_parameters(model)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     size = lc.sam.image_size
-    t0 = time.perf_counter()
-    next_eval, best, step, evaluated = cfg.eval_every_minutes, -1.0, 0, -1
-    for step in range(cfg.steps):
-        minutes = (time.perf_counter() - t0) / 60
-        if minutes >= cfg.max_minutes:
-            break
+
+    def train_step(step: int, minutes: float) -> dict:
         samples = [make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)), False,
                                listing=cfg.listing) for _ in range(cfg.batch_size)]
-        b = collate(samples, processor.tokenizer, processor)
+        b = to_device(collate(samples, processor.tokenizer, processor), device)
         with torch.no_grad():
             vis = model.model.get_image_features(b["pixel_values"], b["image_grid_thw"],
                                                  return_dict=True)
@@ -105,36 +107,24 @@ def run_mask_stage(cfg: MaskStageConfig) -> Path:
                                            mm_encoder_outputs={"image": vis})
         sam_px = torch.cat([prepare_sam_image(s.image, size, lc.processing.sam_pixel_mean,
                                               lc.processing.sam_pixel_std) for s in samples])
-        feats = model.encode_sam_image(sam_px)
+        feats = model.encode_sam_image(sam_px.to(device))
         boxes = None
         if lc.box_prompt:
             hw = samples[0].image.shape[:2]
             raw = torch.tensor([s.box for s in samples], dtype=torch.float32)
-            raw = raw + torch.randn_like(raw) * cfg.box_jitter
+            raw = raw + torch.randn_like(raw) * cfg.box_jitter  # CPU RNG on every device
             scale = torch.tensor([size / hw[1], size / hw[0]] * 2)
-            boxes = raw * scale
+            boxes = (raw * scale).to(device)
         pred = model.decode_masks(model.sam_prompt(hidden), feats, multimask_fallback=False,
                                   boxes=boxes)
-        loss = mask_loss(list(pred.low_res_logits), [torch.from_numpy(s.mask) for s in samples])
+        loss = mask_loss(list(pred.low_res_logits),
+                         [torch.from_numpy(s.mask).to(device) for s in samples])
         opt.zero_grad(set_to_none=True)
         loss.total.backward()
         lr, gn = optimizer_step(opt, params, step, minutes, cfg)
-        if step % cfg.log_every == 0:
-            rec = {"step": step, "loss": float(loss.total.detach()), "mask_loss": float(
-                loss.total.detach()), "mask_bce": float(loss.bce.detach()),
-                "mask_dice": float(loss.dice.detach()), "learning_rate": lr, "grad_norm": gn,
-                "minutes": minutes}
-            append_jsonl(out / "metrics.jsonl", rec)
-            log.info("step %d  bce %.3f  dice %.3f  %.1f min", step, rec["mask_bce"],
-                     rec["mask_dice"], minutes)
-        if eval_due(step, minutes, next_eval, cfg):
-            next_eval += cfg.eval_every_minutes
-            best = eval_and_save(model, processor, inference, cfg, out, step, minutes, best,
-                                  key="eval/ciou")
-            evaluated = step
-    if evaluated != step:  # the final head, unless the last periodic evaluation saw it
-        minutes = (time.perf_counter() - t0) / 60
-        eval_and_save(model, processor, inference, cfg, out, step, minutes, best,
-                       key="eval/ciou")
-    plot_curves(out)
-    return out / "best"
+        total = float(loss.total.detach())
+        return {"loss": total, "mask_loss": total, "mask_bce": float(loss.bce.detach()),
+                "mask_dice": float(loss.dice.detach()), "learning_rate": lr, "grad_norm": gn}
+
+    return run_steps(cfg, out, {"model": model}, opt, rng, train_step,
+                     (model, processor, inference), key="eval/ciou")

@@ -19,12 +19,13 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from lens_ros.synthetic.expressions import LEVELS, list_objects
-from lens_ros.synthetic.scene import SceneConfig, make_scene
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE, SceneConfig, make_scene
 from lens_ros.synthetic.splits import scene_seed
 
 
@@ -62,18 +63,34 @@ def draw_scene_record(seed: int, config: SceneConfig):
     return scene.rgb, scene.labels.astype(np.int8), meta
 
 
-def generate_pool(n: int, config: SceneConfig, offset: int = 0, progress: bool = True) -> ScenePool:
-    """Draw ``n`` scenes from the train split's seeds ``offset .. offset + n - 1``."""
+def generate_pool(n: int, config: SceneConfig, offset: int = 0, progress: bool = True,
+                  workers: int = 1) -> ScenePool:
+    """Draw ``n`` scenes from the train split's seeds ``offset .. offset + n - 1``; ``workers``
+    processes draw them in parallel (the same pool: each scene depends on its seed only)."""
     images = np.zeros((n, config.height, config.width, 3), np.uint8)
     labels = np.zeros((n, config.height, config.width), np.int8)
     meta = []
     t0 = time.perf_counter()
-    for i in range(n):
-        images[i], labels[i], m = draw_scene_record(scene_seed("train", offset + i), config)
-        meta.append(m)
-        if progress and (i + 1) % 500 == 0:
-            rate = (i + 1) / (time.perf_counter() - t0)
-            print(f"  {i + 1}/{n} scenes, {rate:.0f}/s", file=sys.stderr, flush=True)
+    seeds = [scene_seed("train", offset + i) for i in range(n)]
+    pool = None
+    if workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        records = pool.imap(partial(draw_scene_record, config=config), seeds, chunksize=64)
+    else:
+        records = (draw_scene_record(seed, config) for seed in seeds)
+    try:
+        for i, (image, label, m) in enumerate(records):
+            images[i], labels[i] = image, label
+            meta.append(m)
+            if progress and (i + 1) % 500 == 0:
+                rate = (i + 1) / (time.perf_counter() - t0)
+                print(f"  {i + 1}/{n} scenes, {rate:.0f}/s", file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     return ScenePool(images, labels, meta)
 
 
@@ -105,9 +122,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="pool name (file stem)")
     p.add_argument("--scenes", type=int, required=True, help="number of scenes")
     p.add_argument("--offset", type=int, default=0, help="first train-split scene index")
-    p.add_argument("--size", type=int, default=112, help="image side in pixels")
+    p.add_argument("--size", type=int, default=DEMO_IMAGE_SIZE, help="image side in pixels")
     p.add_argument("--min-objects", type=int, default=2, help="fewest objects per scene")
     p.add_argument("--max-objects", type=int, default=5, help="most objects per scene")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes drawing scenes in parallel (the pool is the same)")
     return p
 
 
@@ -116,7 +135,7 @@ def main(argv=None) -> int:
     cfg = SceneConfig(width=args.size, height=args.size, min_objects=args.min_objects,
                       max_objects=args.max_objects)
     t0 = time.perf_counter()
-    pool = generate_pool(args.scenes, cfg, args.offset)
+    pool = generate_pool(args.scenes, cfg, args.offset, workers=args.workers)
     path = save_pool(pool, args.out, args.name)
     print(f"wrote {path} ({len(pool)} scenes) in {time.perf_counter() - t0:.0f} s")
     return 0

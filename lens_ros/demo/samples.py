@@ -21,7 +21,9 @@ import torch
 from PIL import Image
 
 from lens_ros.model.prompts import render_prompt
+from lens_ros.model.presets import DEMO_TOKEN_GRID
 from lens_ros.model.processing import IMAGE_TOKEN
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
 from lens_ros.synthetic.vocabulary import COLOURS, LIST_COMMAND, SHAPES, SIZES
 from lens_ros.demo.pool import ScenePool
 
@@ -83,7 +85,7 @@ class Sample:
     aux: dict | None = None  #: :func:`aux_targets` of the scene
 
 
-def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool, grid: int = 4,
+def make_sample(pool: ScenePool, scene: int, choice: int, dense: bool, grid: int = DEMO_TOKEN_GRID,
                 listing: bool = False) -> Sample:
     """Sample ``choice`` (an expression index, taken modulo) of ``scene``, or its dense sample;
     ``grid`` = merged visual tokens per image side (for the aux targets); ``listing``: see
@@ -113,7 +115,7 @@ def _target_box(pool: ScenePool, scene: int, target: int) -> list:
     raise KeyError(f"scene {scene}: no object named {name!r}")
 
 
-def token_grid(model, side: int = 112) -> int:
+def token_grid(model, side: int = DEMO_IMAGE_SIZE) -> int:
     """Merged visual tokens per side of a ``side`` px square image for ``model``'s vision tower."""
     v = model.lens_config.vision_config
     return side // (int(v["patch_size"]) * int(v["spatial_merge_size"]))
@@ -127,7 +129,8 @@ def token_cell(box, grid: int, width: int, height: int) -> int:
             + min(int(cx * grid // width), grid - 1))
 
 
-def aux_targets(pool: ScenePool, scene: int, grid: int = 4, side: int = 112) -> dict:
+def aux_targets(pool: ScenePool, scene: int, grid: int = DEMO_TOKEN_GRID,
+                side: int = DEMO_IMAGE_SIZE) -> dict:
     """Dense targets on the grid x grid merged visual tokens (row-major, as the merger's order).
 
     Returns ``obj`` (G*G,) float 0/1, ``colour``/``shape``/``size`` (G*G,) int64 (-100 = none),

@@ -9,14 +9,10 @@ head is dropped at export. Writes ``metrics.jsonl``, ``plots/``, ``last/`` and `
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,8 +20,8 @@ from torch import nn
 from lens_ros.demo.pool import load_pool
 from lens_ros.demo.samples import (COLOUR_NAMES, SIZE_NAMES, collate, make_sample,
                                              token_grid)
-from lens_ros.demo.stage_loop import (append_jsonl, eval_and_save, eval_due, optimizer_step,
-                                     plot_curves, progress, start_run)
+from lens_ros.demo.stage_loop import (optimizer_step, progress, run_steps, start_run,
+                                     to_device)
 from lens_ros.synthetic.vocabulary import SHAPES
 
 log = logging.getLogger(__name__)
@@ -64,6 +60,12 @@ class SFTConfig:
     log_every: int = 20  #: steps between metric lines
     seed: int = 0  #: seeds torch and numpy
     threads: int = 1  #: torch CPU threads
+    device: str = "cpu"  #: cpu, cuda or auto (CUDA when available); fp32 weights either way
+    resume: bool = True  #: continue from ``output_dir/resume.pt`` when present (false: restart)
+    state_every_steps: int = 500  #: write the resumable state every this many steps (0 = only
+    #: at the end and when stopped)
+    stop_after_steps: int = 0  #: stop (saving the state) after this many steps of this
+    #: invocation; 0 = run to the end. The schedule still spans ``steps``
 
 
 class AuxHead(nn.Module):
@@ -114,30 +116,24 @@ def weighted_ce(logits: torch.Tensor, labels: torch.Tensor,
     return (per * w).sum() / w.sum()
 
 
-def run_sft(cfg: SFTConfig) -> Path:
-    """Train; returns the best checkpoint directory."""
+def run_sft(cfg: SFTConfig) -> Path | None:
+    """Train; returns the best checkpoint directory (None when stopped by ``stop_after_steps``:
+    rerun to continue)."""
     rng, out, model, processor, inference = start_run(cfg, "sft")
-    metrics = out / "metrics.jsonl"
+    device = model.device
     tok = processor.tokenizer
     pools = {"normal": load_pool(cfg.pool_dir, cfg.normal_pool),
              "easy": load_pool(cfg.pool_dir, cfg.easy_pool)}
     for name, p in model.named_parameters():  # LM + vision tower only
         p.requires_grad = name.startswith(("model.", "lm_head"))
-    aux = AuxHead(model.lens_config.hidden_size)
+    aux = AuxHead(model.lens_config.hidden_size).to(device)
     params = [p for p in model.parameters() if p.requires_grad] + list(aux.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
                             weight_decay=cfg.weight_decay)
     ce_weights = token_weights(tok, cfg.coord_weight)
     grid = token_grid(model, int(pools["normal"].images.shape[1]))
-    t_start = time.perf_counter()
-    next_eval = cfg.eval_every_minutes
-    best = -1.0
-    step, evaluated = 0, -1
-    for step in range(cfg.steps):
-        minutes = (time.perf_counter() - t_start) / 60
-        if minutes >= cfg.max_minutes:
-            log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
-            break
+
+    def train_step(step: int, minutes: float) -> dict:
         easy_share = (1.0 if progress(step, minutes, cfg) < cfg.easy_fraction
                       else cfg.easy_share_after)
         samples = []
@@ -146,7 +142,7 @@ def run_sft(cfg: SFTConfig) -> Path:
             samples.append(make_sample(pool, int(rng.integers(len(pool))), int(rng.integers(4)),
                                        rng.random() < cfg.dense_fraction, grid, cfg.listing))
         opt.zero_grad(set_to_none=True)
-        b = collate(samples, tok, processor, with_aux=cfg.aux_weight > 0)
+        b = to_device(collate(samples, tok, processor, with_aux=cfg.aux_weight > 0), device)
         vis = model.model.get_image_features(b["pixel_values"], b["image_grid_thw"],
                                              return_dict=True)
         res = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
@@ -159,21 +155,10 @@ def run_sft(cfg: SFTConfig) -> Path:
             aux_loss = aux.loss(torch.stack(list(vis.pooler_output)), b["aux"])
             loss = loss + cfg.aux_weight * aux_loss
         loss.backward()
-        loss_sum = {"ce": float(ce.detach()), "aux": float(aux_loss.detach())}
+        ce_v, aux_v = float(ce.detach()), float(aux_loss.detach())
         lr, gn = optimizer_step(opt, params, step, minutes, cfg)
-        if step % cfg.log_every == 0:
-            rec = {"step": step, "loss": loss_sum["ce"] + cfg.aux_weight * loss_sum["aux"],
-                   "ce": loss_sum["ce"], "aux": loss_sum["aux"], "learning_rate": lr,
-                   "grad_norm": gn, "minutes": minutes, "easy_share": easy_share}
-            append_jsonl(metrics, rec)
-            log.info("step %d  ce %.3f  aux %.3f  lr %.2e  %.1f min", step, rec["ce"],
-                     rec["aux"], lr, minutes)
-        if eval_due(step, minutes, next_eval, cfg):
-            next_eval += cfg.eval_every_minutes
-            best = eval_and_save(model, processor, inference, cfg, out, step, minutes, best)
-            evaluated = step
-    if evaluated != step:  # the final model, unless the last periodic evaluation saw it
-        minutes = (time.perf_counter() - t_start) / 60
-        eval_and_save(model, processor, inference, cfg, out, step, minutes, best)
-    plot_curves(out)
-    return out / "best"
+        return {"loss": ce_v + cfg.aux_weight * aux_v, "ce": ce_v, "aux": aux_v,
+                "learning_rate": lr, "grad_norm": gn, "easy_share": easy_share}
+
+    return run_steps(cfg, out, {"model": model, "aux": aux}, opt, rng, train_step,
+                     (model, processor, inference))

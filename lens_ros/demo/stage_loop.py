@@ -1,12 +1,14 @@
 """What the demo recipe's own training stages share (supervised warm-up and mask stage): the
-step/minute schedule, optimizer step, periodic held-out evaluation with ``last/`` and ``best/``
-checkpoints, metrics lines and curves.
+device, the step/minute schedule, the step loop (:func:`run_steps`: resumable at any step,
+:mod:`lens_ros.demo.resume`), the optimizer step, periodic held-out evaluation with ``last/``
+and ``best/`` checkpoints, metrics lines and curves.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import numpy as np
 import torch
 
 from lens_ros.demo.evaluate import evaluate
+from lens_ros.demo.resume import (LoopState, check_same_run, load_state, save_state, state_path,
+                                  trim_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,33 @@ def lr_at(step: int, minutes: float, cfg) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when available) as a torch.device;
+    ValueError when CUDA is asked for and absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but torch sees no CUDA device; "
+                         "use --device cpu (or auto)")
+    return dev
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """``batch`` with every tensor (also one level down, e.g. ``aux``) moved to ``device``."""
+    def move(v):
+        if isinstance(v, torch.Tensor):
+            return v.to(device)
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        return v
+
+    return {k: move(v) for k, v in batch.items()}
+
+
 def load_start(cfg_init: str, preset: str):
-    """(model fp32 train mode, processor, InferenceConfig) from a checkpoint or a preset."""
+    """(model fp32 train mode on the CPU, processor, InferenceConfig) from a checkpoint or a
+    preset."""
     from lens_ros.model.build import load_checkpoint
     from lens_ros.model.config import InferenceConfig
     from lens_ros.model.presets import build_lens, get_preset
@@ -88,16 +117,81 @@ def optimizer_step(opt, params, step: int, minutes: float, cfg) -> tuple[float, 
 
 
 def start_run(cfg, name: str):
-    """Threads, seeds, run folder with ``<name>_config.json``, starting model.
+    """Threads, seeds, run folder with ``<name>_config.json``, starting model on ``cfg.device``.
 
-    Returns (numpy Generator, output Path, model, processor, InferenceConfig)."""
+    A resumable state in the folder must come from the same settings (ValueError otherwise;
+    :func:`~lens_ros.demo.resume.check_same_run`). Returns (numpy Generator, output Path,
+    model, processor, InferenceConfig)."""
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.resume:
+        check_same_run(out, name, asdict(cfg))
     (out / f"{name}_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     model, processor, inference = load_start(cfg.init, cfg.preset)
-    return np.random.default_rng(cfg.seed), out, model, processor, inference
+    return np.random.default_rng(cfg.seed), out, model.to(device), processor, inference
+
+
+def run_steps(cfg, out: Path, trained: dict, opt, rng: np.random.Generator, train_step,
+              evaluator, key: str = "eval/acc") -> Path | None:
+    """The step loop of a stage, resumable at any step.
+
+    ``trained``: the modules whose weights the stage changes ({"model": ..., ...}; saved in the
+    state); ``train_step(step, minutes) -> dict`` runs one optimizer step and returns the
+    figures of its metrics line; ``evaluator = (model, processor, inference)`` for the periodic
+    held-out evaluation (``key`` picks ``best/``). With ``cfg.resume`` a state in ``out``
+    (:mod:`lens_ros.demo.resume`) is restored first; a state is written every
+    ``cfg.state_every_steps`` steps, when ``cfg.stop_after_steps`` steps of this invocation are
+    done (returns None then: rerun to continue), and at the end (a rerun then does nothing).
+    Returns the ``best/`` checkpoint directory."""
+    metrics = out / "metrics.jsonl"
+    loop = LoopState(next_eval=cfg.eval_every_minutes)
+    restored = load_state(out, trained, opt, rng) if cfg.resume else None
+    if restored is not None:
+        loop = restored
+        trim_metrics(metrics, loop.step)
+        log.info("resumed from %s at step %d", state_path(out), loop.step)
+    elif state_path(out).is_file():
+        state_path(out).unlink()  # --resume false: start over
+    if loop.finished:
+        log.info("%s already finished (%d steps); nothing to do", out, loop.step)
+        return out / "best"
+    t0 = time.perf_counter() - 60 * loop.minutes
+    first, step = loop.step, loop.step - 1
+    for step in range(first, cfg.steps):
+        minutes = (time.perf_counter() - t0) / 60
+        if minutes >= cfg.max_minutes:
+            log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
+            step -= 1
+            break
+        if cfg.stop_after_steps and step - first >= cfg.stop_after_steps:
+            loop.step, loop.minutes = step, minutes
+            save_state(out, trained, opt, rng, loop)
+            log.info("stopped before step %d; rerun the same command to continue", step)
+            return None
+        rec = train_step(step, minutes)
+        if step % cfg.log_every == 0:
+            rec = {"step": step, **rec, "minutes": minutes}
+            append_jsonl(metrics, rec)
+            log.info("step %d  %s", step, "  ".join(
+                f"{k} {v:.3g}" for k, v in rec.items() if k not in ("step", "minutes")))
+        if eval_due(step, minutes, loop.next_eval, cfg):
+            loop.next_eval += cfg.eval_every_minutes
+            loop.best = eval_and_save(*evaluator, cfg, out, step, minutes, loop.best, key=key)
+            loop.evaluated = step
+        if cfg.state_every_steps > 0 and (step + 1) % cfg.state_every_steps == 0:
+            loop.step, loop.minutes = step + 1, (time.perf_counter() - t0) / 60
+            save_state(out, trained, opt, rng, loop)
+    minutes = (time.perf_counter() - t0) / 60
+    if loop.evaluated != step:  # the final model, unless the last periodic evaluation saw it
+        loop.best = eval_and_save(*evaluator, cfg, out, step, minutes, loop.best, key=key)
+        loop.evaluated = step
+    loop.step, loop.minutes, loop.finished = step + 1, minutes, True
+    save_state(out, trained, opt, rng, loop)
+    plot_curves(out)
+    return out / "best"
 
 
 def eval_and_save(model, processor, inference, cfg, out: Path, step: int, minutes: float,

@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from lens_ros.model.build import load_model
-from lens_ros.model.sam import encode_memory, track_step
+from lens_ros.model.sam import track_frame
 from lens_ros.model.tracking.memory import FrameFeatures, Tracker
 from lens_ros.model.tracking.weights import (encoder_fingerprint, head_sam_config,
                                              init_tracking_head, load_tracking_head,
                                              save_tracking_head)
 from lens_ros.synthetic import SceneConfig, make_sequence, scene_seed
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
 
 #: sequences for training come from here on in the train seed range (scenes use the start)
 TRAIN_SEQUENCE_OFFSET = 9_000_000
@@ -55,9 +56,10 @@ class TrackerTrainConfig:
     vanish_prob: float = 0.15  #: share of clips that switch to another scene halfway
     pool_sequences: int = 200  #: training sequences generated (and encoded) up front
     pool_frames: int = 16  #: frames per training sequence
-    #: frame sizes WxH the training sequences cycle through (the demo model reads 112 px; the
-    #: demo bag is 224 px; SAM squashes every frame to its own input size)
-    sizes: str = "112x112,224x224,160x120"
+    #: frame sizes WxH the training sequences cycle through (the demo model's input side
+    #: DEMO_IMAGE_SIZE; the demo bag's, twice that; SAM squashes every frame to its own size)
+    sizes: str = (f"{DEMO_IMAGE_SIZE}x{DEMO_IMAGE_SIZE},"
+                  f"{2 * DEMO_IMAGE_SIZE}x{2 * DEMO_IMAGE_SIZE},160x120")
     memory_layers: int = 0  #: memory-attention layers of a new head (0: the model config's)
     memory_ff: int = 0  #: memory-attention MLP width of a new head (0: the model config's)
     eval_sequences: int = 16  #: held-out sequences (test-split seeds) for the final figure
@@ -111,7 +113,7 @@ class FeaturePool:
         levels, cond, low = [], [], []
         with torch.no_grad():
             for rgb, masks in pool:
-                fs = [tracker._encode(f) for f in rgb]
+                fs = [tracker.encode_frame(f) for f in rgb]
                 self.pos, self.sizes = fs[0].pos, fs[0].sizes
                 levels.append([torch.cat([f.feats[lv] for f in fs], 1).half()
                                for lv in range(len(self.sizes))])
@@ -190,10 +192,8 @@ def clip_loss(tracker: Tracker, pool: FeaturePool, rows: np.ndarray,
     losses = []
     for t in range(1, len(feats)):
         f = feats[t]
-        out, sam_out = track_step(head, t, f.feats, f.pos, f.sizes, bank, len(feats))
-        multi, _, ious, low_res, high_res, obj_ptr, obj_score = sam_out
-        out.update(pred_masks=low_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
-        encode_memory(head, f.feats, f.sizes, high_res, obj_score, out)
+        out, multi, ious, _, obj_score = track_frame(head, t, f.feats, f.pos, f.sizes, bank,
+                                                     len(feats))
         bank["non_cond_frame_outputs"][t] = out
         losses.append(_frame_loss(multi, ious, obj_score, gt_low[:, t].to(head.device)))
     return torch.stack(losses).mean()
@@ -282,7 +282,7 @@ def train(model_dir: str, out_dir: str, cfg: TrackerTrainConfig, init: str | Non
               "config": asdict(cfg)}
     save_tracking_head(head, out_dir, sam_cfg, {
         "image_encoder_fingerprint": encoder_fingerprint(model.sam.image_encoder),
-        "training": report}, dtype=torch.float16)
+        "training": report}, dtype=torch.float16, int8_rows=True)
     return report
 
 

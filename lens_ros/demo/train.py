@@ -6,6 +6,8 @@
 ``sft`` is the supervised warm-up (answer format, reasoning, grounding) that a from-scratch model
 needs; ``mask`` trains the mask head on the frozen LM with the answer box as an extra SAM prompt.
 Several ``--config`` files merge in order; ``--field value`` flags win over every file.
+A stage continues from the resumable state in its ``--output_dir`` when there is one
+(``--resume false`` starts over; ``--stop_after_steps N`` stops after N steps of this call).
 """
 from __future__ import annotations
 
@@ -54,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         best = fn(cfg)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         print(f"demo.train {args.stage}: {err}", file=sys.stderr)
         return 2
-    print(f"done: best checkpoint {best}; metrics and plots in {cfg.output_dir}")
+    if best is None:
+        print(f"stopped after {cfg.stop_after_steps} steps; the state is in {cfg.output_dir}/"
+              "resume.pt: rerun the same command to continue")
+    else:
+        print(f"done: best checkpoint {best}; metrics and plots in {cfg.output_dir}")
     return 0
 
 

@@ -28,7 +28,8 @@ from transformers.activations import ACT2FN
 
 from lens_ros.model.config import LensConfig
 from lens_ros.model.coords import box_corner_prompt, coordinate_hook
-from lens_ros.model.sam import backbone_features, build_sam, sam_dtype, stability_fallback
+from lens_ros.model.sam import (build_sam, prepare_backbone_features, sam_dtype,
+                                stability_fallback)
 
 
 def qwen_config(cfg: LensConfig) -> Qwen2_5_VLConfig:
@@ -275,7 +276,7 @@ class LensModel(Qwen2_5_VLForConditionalGeneration):
         sam = self.sam
         dtype = sam_dtype(sam)
         backbone = sam.forward_image(sam_pixels.to(dtype))
-        feats, _, sizes = backbone_features(sam, backbone)
+        _, feats, _, sizes = prepare_backbone_features(sam, backbone)
         # the FPN's top-down level comes out in fp32; the reference casts all to the image dtype
         feats = [f.to(dtype) for f in feats]
         feats[-1] = feats[-1] + sam.no_mem_embed  # directly_add_no_mem_embed

@@ -14,6 +14,11 @@ from typing import Any, Callable
 import torch
 
 from lens_ros.model.config import LensConfig, ProcessingConfig, SamConfig
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
+
+#: merged visual tokens per side of the demo model's input (patch 14 x spatial merge 2 = 28 px
+#: per token): the demo's LLM sees DEMO_TOKEN_GRID ** 2 image tokens
+DEMO_TOKEN_GRID = DEMO_IMAGE_SIZE // (14 * 2)
 
 #: Qwen special-token ids of a tokenizer from :func:`tokenizer.build_bpe_tokenizer` (ids 0..13).
 LOCAL_TOKEN_IDS = {"image_token_id": 12, "video_token_id": 13,
@@ -117,6 +122,7 @@ def demo_config() -> LensConfig:
                               "in_channels": 5, "fullatt_block_indexes": [0, 1],
                               "out_hidden_size": 192})
     cfg.connector_depth = 1
+    cfg.processing.max_pixels = DEMO_IMAGE_SIZE * DEMO_IMAGE_SIZE
     cfg.sam = _small_sam(128)
     # trained from scratch with the single-mask output only: SAM 2's fallback to the multimask
     # outputs would pick untrained masks (measured: ~4 % near-whole-image masks; test-split cIoU
@@ -132,7 +138,7 @@ def _demo_tokenizer():
 
     from lens_ros.model.word_tokenizer import build_word_tokenizer
 
-    return build_word_tokenizer(VOCABULARY, max_coordinate=112)
+    return build_word_tokenizer(VOCABULARY, max_coordinate=DEMO_IMAGE_SIZE)
 
 
 def _local_tokenizer():
@@ -159,7 +165,7 @@ register_preset(Preset("mid", "~220M-parameter GPU check model: 1024-wide 8-laye
                        "connector, 512 px SAM, local BPE tokenizer", mid_config, _local_tokenizer,
                        inference={"max_new_tokens": 24}))
 register_preset(Preset("demo", "9.9 M-parameter shipped demo model (19.9 MB in fp16): word-level tokenizer, "
-                       "112 px, coordinate channels, box-corner SAM prompt",
+                       f"{DEMO_IMAGE_SIZE} px, coordinate channels, box-corner SAM prompt",
                        demo_config, _demo_tokenizer,
                        inference={"max_new_tokens": 48, "reasoning": True,
                                   "repetition_penalty": 1.0, "stability_fallback": False}))

@@ -89,16 +89,27 @@ def sam_dtype(sam: torch.nn.Module) -> torch.dtype:
     return sam.no_mem_embed.dtype
 
 
-# ---- the one place that calls sam2's private methods ------------------------------------------
-# sam2 1.1.0 exposes image encoding, prompt encoding and mask decoding publicly, but the steps
-# below only as private methods of SAM2Base / MaskDecoder. They are wrapped here so that a sam2
-# upgrade that renames them breaks one module (and its tests), not the model, the tracker and
-# the tracker's training.
-def backbone_features(sam: SAM2Base, backbone: dict) -> tuple[list, list, list]:
-    """``SAM2Base._prepare_backbone_features``: (feature maps flattened to (HW, B, C) per level,
-    their position encodings, the (H, W) of each level), highest resolution first."""
-    _, feats, pos, sizes = sam._prepare_backbone_features(backbone)
-    return feats, pos, sizes
+# ---- the SAM2Base internals LENS relies on (private in the sam2 package: one place to adapt) --
+def prepare_backbone_features(sam: SAM2Base, backbone: dict):
+    """``SAM2Base._prepare_backbone_features``: image-encoder output -> (backbone, feats, pos,
+    sizes) with ``feats``/``pos`` per level (HW, B, C) and ``sizes`` per level (H, W)."""
+    return sam._prepare_backbone_features(backbone)
+
+
+def track_frame(head: SAM2Base, index: int, feats: list, pos: list, sizes: list, bank: dict,
+                num_frames: int):
+    """One non-conditioning frame through ``head``: memory attention over ``bank``, the mask
+    decoder, then the memory encoder (``SAM2Base._track_step`` + ``_encode_memory_in_output``).
+
+    Returns (out, multi_logits (B, 3, h, w), ious (B, 3), low_res (B, 1, h, w), obj_score
+    (B, 1)); ``out`` is the frame's memory-bank entry (``pred_masks``, ``obj_ptr``,
+    ``object_score_logits``, ``maskmem_features``, ``maskmem_pos_enc``)."""
+    out, sam_out, _, _ = head._track_step(index, False, feats, pos, sizes, None, None, bank,
+                                          num_frames, False, None)
+    multi, _, ious, low_res, high_res, obj_ptr, obj_score = sam_out
+    out.update(pred_masks=low_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
+    head._encode_memory_in_output(feats, sizes, None, True, high_res, obj_score, out)
+    return out, multi, ious, low_res, obj_score
 
 
 def stability_fallback(decoder, masks: torch.Tensor, iou: torch.Tensor
@@ -107,23 +118,3 @@ def stability_fallback(decoder, masks: torch.Tensor, iou: torch.Tensor
     stable, else the best of the multimask outputs. ``masks`` (B, 4, h, w) logits with the
     single output first, ``iou`` (B, 4); returns (B, 1, h, w) and (B, 1)."""
     return decoder._dynamic_multimask_via_stability(masks, iou)
-
-
-def track_step(sam: SAM2Base, frame_idx: int, feats: list, pos: list, sizes: list,
-               bank: dict, num_frames: int) -> tuple[dict, tuple]:
-    """``SAM2Base._track_step`` on a non-conditioning frame without point or mask prompts and
-    without the memory encoder: memory attention over ``bank`` + the SAM heads.
-
-    Returns (the frame's output dict, the SAM heads' outputs: multimask logits, single-mask
-    logits, IoU predictions, low-res masks, high-res masks, object pointer, object score).
-    """
-    out, sam_out, _, _ = sam._track_step(frame_idx, False, feats, pos, sizes, None, None, bank,
-                                         num_frames, False, None)
-    return out, sam_out
-
-
-def encode_memory(sam: SAM2Base, feats: list, sizes: list, high_res_masks: torch.Tensor,
-                  object_score: torch.Tensor, out: dict) -> None:
-    """``SAM2Base._encode_memory_in_output``: run the memory encoder on a tracked frame's
-    high-res mask and store ``maskmem_features``/``maskmem_pos_enc`` in ``out``."""
-    sam._encode_memory_in_output(feats, sizes, None, True, high_res_masks, object_score, out)

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerFast
 
 from lens_ros.model.prompts import PLAIN_TEMPLATE, REASONING_TEMPLATE, SYSTEM_PROMPT
 from lens_ros.model.tokenizer import QWEN_SPECIAL_TOKENS
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE
 
 #: pre-tokenizer pattern (the text is lower-cased first)
 PIECES = r' ?[a-z]+| ?\d+|\{"bbox_2d": \[|\]\}|, |\s+|\S'
@@ -35,7 +36,7 @@ def prompt_chunks() -> list[str]:
             pprefix, psuffix]
 
 
-def build_word_tokenizer(words, max_coordinate: int = 112) -> PreTrainedTokenizerFast:
+def build_word_tokenizer(words, max_coordinate: int = DEMO_IMAGE_SIZE) -> PreTrainedTokenizerFast:
     """Word-level tokenizer over ``words`` (lower-case) and the integers 0..``max_coordinate``.
 
     Arguments:

@@ -18,7 +18,7 @@ import numpy as np
 from lens_ros.configuration import build_config, read_yaml_mappings
 
 from lens_ros.synthetic.expressions import LEVELS
-from lens_ros.synthetic.scene import SceneConfig
+from lens_ros.synthetic.scene import DEMO_IMAGE_SIZE, SceneConfig
 from lens_ros.synthetic.splits import SPLITS, make_split_scene
 
 
@@ -47,7 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{split}", type=int, default=n,
                        help=f"scenes of the {split} split (default {n}, max {len(SPLITS[split])})")
     p.add_argument("--expressions", type=int, default=1, help="commands (refs) per scene")
-    _scene_args(p, 112)
+    _scene_args(p, DEMO_IMAGE_SIZE)
 
     p = sub.add_parser("bag", help="write a rosbag2 of static scenes with commands")
     p.add_argument("--out", type=Path, required=True, help="bag folder to create (must not exist)")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns 0 on success, 2 on bad arguments or an existing output."""
     args = make_parser().parse_args(argv)
     try:
-        config = scene_config(args, 112 if args.command == "refcoco" else 224)
+        config = scene_config(args, DEMO_IMAGE_SIZE if args.command == "refcoco" else 224)
         if args.command == "refcoco":
             from lens_ros.synthetic.refcoco import export_refcoco
 

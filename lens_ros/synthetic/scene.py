@@ -20,10 +20,15 @@ from lens_ros.synthetic.render import ObjectSpec, Render, View, add_sensor_noise
 from lens_ros.synthetic.sampling import place_objects, sample_attributes, sample_view
 from lens_ros.synthetic.vocabulary import COLOURS, SHAPES, TEXTURES
 
+#: side (px) of the demo model's square LLM input and of the synthetic scenes drawn for it; the
+#: answer coordinates of the demo model are integers in [0, DEMO_IMAGE_SIZE]
+DEMO_IMAGE_SIZE = 112
+
 
 @dataclass
 class SceneConfig:
-    """How scenes are drawn. Defaults are the demo model's normal pool at its 112 px input.
+    """How scenes are drawn. Defaults are the demo model's normal pool at its input size
+    (:data:`DEMO_IMAGE_SIZE`).
 
     Attributes:
       width, height (int): image size in pixels.
@@ -40,12 +45,12 @@ class SceneConfig:
       min_visible_fraction (float): each object keeps at least this share of its unoccluded
         area visible (partial occlusion only).
       min_visible_pixels (int): each object's visible mask has at least this many pixels at
-        112x112; scaled with the image area.
+        DEMO_IMAGE_SIZE x DEMO_IMAGE_SIZE; scaled with the image area.
       max_attempts (int): layouts tried before giving up with an error.
     """
 
-    width: int = 112
-    height: int = 112
+    width: int = DEMO_IMAGE_SIZE
+    height: int = DEMO_IMAGE_SIZE
     min_objects: int = 2
     max_objects: int = 5
     shapes: tuple[str, ...] = SHAPES
@@ -156,7 +161,7 @@ class Scene:
 def build_objects(view: View, specs: list[ObjectSpec], rendered: Render,
                   config: SceneConfig) -> list[SceneObject] | None:
     """Masks, boxes and 3D centres of rendered objects; None when one is too hidden or small."""
-    min_px = config.min_visible_pixels * config.width * config.height / (112 * 112)
+    min_px = config.min_visible_pixels * config.width * config.height / (DEMO_IMAGE_SIZE * DEMO_IMAGE_SIZE)
     out = []
     centres = view.world_to_camera(np.array([s.centre for s in specs]))
     bases = view.world_to_camera(np.array([[s.x, s.y, 0.0] for s in specs]))

@@ -40,7 +40,7 @@ from lens_ros.geometry import mask_to_box
 from lens_ros.configuration import build_config
 from lens_ros.model.modeling import LensModel
 from lens_ros.model.processing import prepare_sam_image, to_rgb_array
-from lens_ros.model.sam import backbone_features, encode_memory, sam_dtype, track_step
+from lens_ros.model.sam import prepare_backbone_features, sam_dtype, track_frame
 from lens_ros.model.tracking.weights import head_sam_config, init_tracking_head, load_tracking_head
 
 
@@ -155,7 +155,9 @@ class Tracker:
         return sorted(self._bank["non_cond_frame_outputs"]) if self._bank else []
 
     # ---- frames --------------------------------------------------------------------------
-    def _encode(self, rgb: np.ndarray) -> FrameFeatures:
+    def encode_frame(self, rgb: np.ndarray) -> FrameFeatures:
+        """SAM 2 features of one HxWx3 uint8 RGB frame, projected as the tracking head takes
+        them (float32, on the model's device)."""
         model, head = self._model, self.head
         cfg = model.lens_config
         pixels = prepare_sam_image(rgb, cfg.sam.image_size, cfg.processing.sam_pixel_mean,
@@ -167,7 +169,7 @@ class Tracker:
         fpn[1] = head.sam_mask_decoder.conv_s1(fpn[1])
         pos = [p.float() for p in out["vision_pos_enc"]]
         backbone = {"backbone_fpn": fpn, "vision_pos_enc": pos}
-        feats, pos, sizes = backbone_features(head, backbone)
+        _, feats, pos, sizes = prepare_backbone_features(head, backbone)
         return FrameFeatures(feats, pos, sizes)
 
     def _mask_input(self, mask: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
@@ -209,7 +211,7 @@ class Tracker:
         rgb = to_rgb_array(image)
         m = self._mask_input(mask, rgb.shape[:2])
         self.reset()
-        f = self._encode(rgb)
+        f = self.encode_frame(rgb)
         bank = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
         out = self.head.track_step(
             frame_idx=0, is_init_cond_frame=True, current_vision_feats=f.feats,
@@ -237,13 +239,11 @@ class Tracker:
             raise NotReadyError("the tracker has no target; call start(rgb, mask) first")
         rgb = to_rgb_array(image)
         t0 = time.perf_counter()
-        f = self._encode(rgb)
+        f = self.encode_frame(rgb)
         t1 = time.perf_counter()
         head, idx = self.head, self._index + 1
-        out, sam_out = track_step(head, idx, f.feats, f.pos, f.sizes, self._bank, idx + 1)
-        _, _, ious, low_res, high_res, obj_ptr, obj_score = sam_out
-        out.update(pred_masks=low_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
-        encode_memory(head, f.feats, f.sizes, high_res, obj_score, out)
+        out, _, ious, low_res, obj_score = track_frame(head, idx, f.feats, f.pos, f.sizes,
+                                                       self._bank, idx + 1)
         self._remember(idx, out)
         logits = LensModel.upsample_masks(low_res, rgb.shape[:2])
         mask = (logits[0, 0] > self.config.mask_threshold).cpu().numpy()

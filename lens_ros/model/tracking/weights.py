@@ -103,14 +103,56 @@ def init_tracking_head(lens_sam: torch.nn.Module, cfg: SamConfig, seed: int = 0,
     return _ready(build_tracking_head(cfg), state, device, "init")
 
 
+#: suffix of the per-row float16 scales of an int8-stored matrix ``<name>`` in a head file
+SCALE_SUFFIX = ":int8_row_scale"
+#: matrices with at least this many elements are stored as int8 when ``int8_rows`` is asked for
+INT8_MIN_ELEMENTS = 4096
+
+
+def quantize_rows(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Symmetric per-output-row int8 for every float tensor of >= 2 dims and
+    :data:`INT8_MIN_ELEMENTS` elements: ``name`` -> int8 values, ``name + SCALE_SUFFIX`` ->
+    (rows,) float16 scales (row absmax / 127); the rest unchanged. Error per weight: half a
+    step, plus < 0.07 step from the fp16 rounding of the scale."""
+    out = {}
+    for k, v in tensors.items():
+        if v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_ELEMENTS:
+            rows = v.float().reshape(v.shape[0], -1)
+            scale = (rows.abs().amax(1) / 127).clamp(min=1e-8).half()
+            out[k] = (rows / scale.float()[:, None]).round().clamp(-127, 127).to(
+                torch.int8).reshape(v.shape).contiguous()
+            out[k + SCALE_SUFFIX] = scale
+        else:
+            out[k] = v
+    return out
+
+
+def dequantize_rows(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`quantize_rows` (float32 for the int8 matrices; others unchanged)."""
+    out = {}
+    for k, v in tensors.items():
+        if k.endswith(SCALE_SUFFIX):
+            continue
+        scale = tensors.get(k + SCALE_SUFFIX)
+        if scale is not None:
+            v = (v.float().reshape(v.shape[0], -1) * scale.float()[:, None]).reshape(v.shape)
+        out[k] = v
+    return out
+
+
 def save_tracking_head(head: SAM2Base, directory: str | Path, cfg: SamConfig,
-                       extra: dict | None = None, dtype: torch.dtype = torch.float32) -> Path:
-    """Write ``tracker.safetensors`` (in ``dtype``; float16 halves a shipped file) and
-    ``tracker_config.json`` (the memory sizes, plus ``extra`` notes) to ``directory``."""
+                       extra: dict | None = None, dtype: torch.dtype = torch.float32,
+                       int8_rows: bool = False) -> Path:
+    """Write ``tracker.safetensors`` (in ``dtype``; float16 halves a shipped file, and
+    ``int8_rows`` stores the large matrices as int8 with per-row scales, :func:`quantize_rows`)
+    and ``tracker_config.json`` (the memory sizes, plus ``extra`` notes) to ``directory``.
+    Loading upcasts to the head's float32 either way."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype).contiguous()
                for k, v in head.state_dict().items()}
+    if int8_rows:
+        tensors = quantize_rows(tensors)
     save_file(tensors, str(out / TRACKER_WEIGHTS), metadata={"format": "pt"})
     data = {"memory": {f: getattr(cfg, f) for f in MEMORY_FIELDS}, **(extra or {})}
     (out / TRACKER_CONFIG).write_text(json.dumps(data, indent=2) + "\n")
@@ -177,7 +219,7 @@ def read_tracking_state(file: str | Path) -> dict[str, torch.Tensor]:
     file = Path(file)
     if file.suffix == ".safetensors":
         with safe_open(str(file), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            return dequantize_rows({k: f.get_tensor(k) for k in f.keys()})
     try:
         data = torch.load(str(file), map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as err:
