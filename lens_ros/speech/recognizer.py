@@ -110,7 +110,8 @@ class SpeechResult:
       accepted (bool): True when ``text`` should go to the command topic.
       reason (str): "" when accepted (or a gain warning); else "<code>: explanation".
       backend (str): recogniser name. duration_s (float): utterance length.
-      decode_ms (float): recognition time. start_time (float | None): stream time (seconds,
+      decode_ms (float): recognition time. scores (dict): the backend's raw confidence
+        features. weakest (str): the word the backend is least sure of. start_time (float | None): stream time (seconds,
         same clock as the ``stamp`` given to :meth:`SpeechRecognizer.segment`) of the start.
     """
 
@@ -123,6 +124,8 @@ class SpeechResult:
     duration_s: float = 0.0
     decode_ms: float = 0.0
     start_time: float | None = None
+    scores: dict = field(default_factory=dict)
+    weakest: str = ""
 
     @property
     def code(self) -> str:
@@ -141,7 +144,8 @@ class SpeechRecognizer:
 
     def __init__(self, config: SpeechConfig | None = None, backend: ASRBackend | None = None):
         self.config = config or SpeechConfig()
-        self.matcher = CommandMatcher(load_vocabulary(self.config.vocabulary_file or None))
+        self.vocabulary = load_vocabulary(self.config.vocabulary_file or None)
+        self.matcher = CommandMatcher(self.vocabulary)
         self.backend = backend or make_backend(self.config)
         self.rate = int(self.config.sample_rate)
         self.segmenter = UtteranceSegmenter(self.config.vad, self.rate)
@@ -195,7 +199,7 @@ class SpeechRecognizer:
 
     def _judge(self, res: SpeechResult, tr: Transcript) -> SpeechResult:
         res.text, res.confidence, res.alternatives = tr.text, float(tr.confidence), tr.alternatives
-        res.decode_ms = float(tr.ms)
+        res.decode_ms, res.scores, res.weakest = float(tr.ms), dict(tr.scores), tr.weakest
         threshold = self.config.confidence_threshold
         if not tr.text:
             res.reason = f"no_match: {tr.detail or 'nothing recognised'}"
