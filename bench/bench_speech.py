@@ -71,7 +71,7 @@ def decode(rec: SpeechRecognizer, x: np.ndarray) -> list[dict]:
     out = []
     for r in rec.transcribe_clip(x, 16000):
         code = "" if r.accepted or r.code == "low_confidence" else r.code
-        out.append({"text": r.text, "code": code, "scores": r.scores})
+        out.append({"text": r.text, "code": code, "scores": r.scores, "conf": r.confidence})
     return out
 
 
@@ -94,9 +94,15 @@ def run_split(rec, clips: list[Clip], conditions, n_noisy: int) -> list[dict]:
     return records
 
 
+def confidence(utt: dict, params: dict) -> float:
+    """The grammar backend's confidence re-computed with ``params`` from the saved scores;
+    other backends' own confidence."""
+    return confidence_of(utt["scores"], **params) if "lr" in utt["scores"] else utt["conf"]
+
+
 def forwarded(rec: dict, params: dict, threshold: float) -> list[str]:
-    return [u["text"] for u in rec["utts"] if not u["code"] and u["scores"]
-            and confidence_of(u["scores"], **params) >= threshold]
+    return [u["text"] for u in rec["utts"] if not u["code"] and u["text"]
+            and confidence(u, params) >= threshold]
 
 
 def summarize(records: list[dict], params: dict, threshold: float) -> dict:
@@ -170,10 +176,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="clean + pink 10 dB, fewer clips")
     p.add_argument("--commands", type=int, default=0, help="commands per split (default "
                    "160, quick 50)")
+    p.add_argument("--conditions", nargs="+", default=None, help="conditions to run, e.g. "
+                   "clean 'pink 10' 'white 10' (default: all seven; quick: clean, pink 10)")
     p.add_argument("--records", default="", help="save per-clip scores to this JSON")
     p.add_argument("--from-records", default="", help="evaluate saved scores, no decoding")
     p.add_argument("--tune", action="store_true", help="grid-search the calibration on the "
                    "tuning voices and report both splits with it")
+    p.add_argument("--backend", default="grammar", help="grammar, dictation or whisper")
+    p.add_argument("--whisper-dir", default=os.environ.get("LENS_WHISPER_MODEL_DIR", ""),
+                   help="local Whisper model directory (default $LENS_WHISPER_MODEL_DIR)")
     p.add_argument("--threshold", type=float, default=SpeechConfig().confidence_threshold)
     return p
 
@@ -187,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(Path(args.from_records).read_text())
     else:
         n = args.commands or (50 if args.quick else 160)
-        conditions = QUICK_CONDITIONS if args.quick else FULL_CONDITIONS
-        rec = SpeechRecognizer(SpeechConfig())
+        conditions = args.conditions or (QUICK_CONDITIONS if args.quick else FULL_CONDITIONS)
+        rec = SpeechRecognizer(SpeechConfig(backend=args.backend, model_dir=args.whisper_dir))
         vocab = load_vocabulary()
         data = {}
         for split in ("tuning", "heldout"):

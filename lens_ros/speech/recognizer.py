@@ -19,7 +19,9 @@ from lens_ros.speech.vocabulary import CommandMatcher, load_vocabulary
 BACKENDS = ("grammar", "dictation", "whisper")
 #: reason codes (first word of ``SpeechResult.reason``); "" when accepted
 REASONS = ("no_match", "low_confidence", "out_of_grammar", "too_short", "too_long",
-           "recognizer_error", "bad_audio", "dropped", "clipped")
+           "recognizer_error", "bad_audio", "dropped", "clipped",
+           # confirm-before-forward (lens_ros.speech.confirm)
+           "confirm", "confirmed", "cancelled", "no_pending")
 CLIP_WARNING = 0.01  #: clipped-sample share above which a result carries a gain warning
 
 
@@ -204,8 +206,11 @@ class SpeechRecognizer:
         if not tr.text:
             res.reason = f"no_match: {tr.detail or 'nothing recognised'}"
         elif tr.confidence < threshold:
+            weakest = (f"; least sure of {tr.weakest!r} (misheard, or a word the vocabulary "
+                       "lacks in its place)") if tr.weakest else ""
             res.reason = (f"low_confidence: {tr.confidence:.2f} < confidence_threshold "
-                          f"{threshold:.2f}" + (f" ({tr.detail})" if tr.detail else ""))
+                          f"{threshold:.2f}" + (f" ({tr.detail})" if tr.detail else "") +
+                          weakest)
         elif not self.config.accept_out_of_grammar and not self.matcher.matches(tr.text):
             res.reason = ("out_of_grammar: not in the vocabulary's command language (extend "
                           "vocabulary_file or set accept_out_of_grammar)")

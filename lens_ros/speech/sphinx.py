@@ -14,7 +14,8 @@ import numpy as np
 from lens_ros.speech.audio import comfort_noise, pad_silence, to_rate
 from lens_ros.speech.types import (ASRBackend, BackendUnavailableError, Transcript,
                                   VocabularyError)
-from lens_ros.speech.scoring import FUNCTION_WORDS, Seg, min_content_ratio, sigmoid, word_ratios
+from lens_ros.speech.scoring import (FUNCTION_WORDS, Seg, min_content_ratio, sigmoid,
+                                     word_phone_errors, word_ratios)
 from lens_ros.speech.vocabulary import (CommandMatcher, Vocabulary, build_jsgf,
                                         resolve_pronunciations)
 
@@ -179,13 +180,20 @@ class GrammarBackend(ASRBackend):
         lr = (score - self._log(loop.score)) / max(frames, 1) if loop is not None else 0.0
         ratios = word_ratios(words, loop_segs)
         word_lr = min_content_ratio(ratios)
+        errors = word_phone_errors(words, loop_segs,
+                                   lambda w: loop_decoder.lookup_word(w.split("(")[0]))
+        content = [e for w, e in errors if w.split("(")[0] not in FUNCTION_WORDS]
+        per = sum(e for _w, e in errors) / max(len(errors), 1)
         conf = confidence_of({"lr": lr, "word_lr": word_lr}, self.center, self.scale,
                              self.word_offset)
         weakest = min((r for r in ratios if r[0] not in FUNCTION_WORDS), key=lambda r: r[1],
                       default=("", 0.0))[0]
         detail = f"lr={lr:.1f}, word_lr={word_lr:.1f}" + (f", {detail}" if detail else "")
         return Transcript(text, conf, alts, (time.perf_counter() - t0) * 1e3, detail,
-                          {"lr": lr, "word_lr": word_lr}, weakest)
+                          {"lr": lr, "word_lr": word_lr, "words": float(len(words)),
+                           "frames": float(frames), "retry": float(bool(detail.count("retry"))),
+                           "per": per, "word_per": max(content, default=0.0)},
+                          weakest)
 
 
 class DictationBackend(ASRBackend):
