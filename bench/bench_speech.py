@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speech_corpus import Clip, build_corpus  # noqa: E402
+from speech_corpus import Clip, build_corpus, is_standard  # noqa: E402
 
 from lens_ros.speech.audio import add_noise  # noqa: E402
 from lens_ros.speech.recognizer import SpeechConfig, SpeechRecognizer  # noqa: E402
@@ -131,35 +131,49 @@ def pct(a: int, n: int) -> str:
 def report(name: str, records: list[dict], params: dict, threshold: float) -> dict:
     s = summarize(records, params, threshold)
     for cond, m in s.items():
-        print(f"{name:8s} {cond:9s} commands exact {pct(m['exact'], m['n'])}, wrong forwarded "
+        print(f"{name:18s} {cond:9s} commands exact {pct(m['exact'], m['n'])}, wrong forwarded "
               f"{pct(m['wrong'], m['n'])}, refused {pct(m['refused'], m['n'])} | oov forwarded "
               f"{pct(m['oov'], m['n_oov'])} | oog forwarded {pct(m['oog'], m['n_oog'])} | RTF "
               f"{m['cpu'] / max(m['aud'], 1e-9):.3f}")
     return s
 
 
-def curve(records: list[dict], params: dict, conds=("clean", "pink 10")) -> None:
-    """Held-out exact / wrong / oov-forwarded over the threshold."""
+def curve(records: list[dict], params: dict, conds=("clean", "pink 10", "white 10")) -> None:
+    """Held-out exact / wrong / oov-forwarded / oog-forwarded over the decision threshold,
+    in raw score units (lr + word_weight * word_lr; confidence 0.5 sits at the center)."""
     for cond in conds:
         recs = [r for r in records if r["cond"] == cond]
         if not recs:
             continue
         line = []
-        for t in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
-            m = summarize(recs, params, t)[cond]
-            line.append(f"{t:.2f}: {100 * m['exact'] / max(m['n'], 1):.0f}/"
-                        f"{100 * m['wrong'] / max(m['n'], 1):.1f}/"
-                        f"{100 * m['oov'] / max(m['n_oov'], 1):.0f}")
-        print(f"heldout curve {cond} (threshold: exact %/wrong %/oov fwd %): " + ", ".join(line))
+        for x in range(-30, 11, 4):
+            m = summarize(recs, {**params, "center": float(x)}, 0.5)[cond]
+            line.append(f"{x}: {100 * m['exact'] / max(m['n'], 1):.0f}/"
+                        f"{100 * m['wrong'] / max(m['n'], 1):.0f}/"
+                        f"{100 * m['oov'] / max(m['n_oov'], 1):.0f}/"
+                        f"{100 * m['oog'] / max(m['n_oog'], 1):.0f}")
+        print(f"heldout curve {cond} (score threshold: exact/wrong/oov fwd/oog fwd %): " +
+              ", ".join(line))
+
+
+def ceiling(name: str, records: list[dict]) -> None:
+    """How often the best hypothesis is the spoken command at all (no threshold can forward
+    more exact commands), for standard and character variants, clean."""
+    for family in ("standard", "character"):
+        recs = [r for r in records if r["cond"] == "clean" and r["kind"] == "command" and
+                is_standard(r["voice"]) == (family == "standard")]
+        ok = sum(any(u["text"] == r["text"] for u in r["utts"]) for r in recs)
+        print(f"{name:18s} clean     best hypothesis = spoken command, {family} variants: "
+              f"{pct(ok, len(recs))}")
 
 
 def tune(records: list[dict]) -> dict:
     """Grid search on TUNING records: the most exact clean commands with wrong <= 1.5 %
     clean, <= 4 % pink 10 dB and oov forwarded <= 4 % (margins under the targets)."""
     best, best_params = -1.0, None
-    for center in np.arange(-14.0, 4.01, 1.0):
-        for offset in np.arange(0.0, 60.01, 5.0):
-            params = {"center": float(center), "scale": 3.0, "word_offset": float(offset)}
+    for center in np.arange(-40.0, 10.01, 1.0):
+        for weight in (0.0, 0.1, 0.2, 0.3, 0.5):
+            params = {"center": float(center), "scale": 3.0, "word_weight": weight}
             s = summarize(records, params, 0.5)
             c, n10 = s.get("clean"), s.get("pink 10", s.get("clean"))
             if c["wrong"] > 0.015 * c["n"] or n10["wrong"] > 0.04 * n10["n"] or \
@@ -193,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     from lens_ros.speech import sphinx
     params = {"center": sphinx.CONFIDENCE_CENTER, "scale": sphinx.CONFIDENCE_SCALE,
-              "word_offset": sphinx.WORD_OFFSET}
+              "word_weight": sphinx.WORD_WEIGHT}
     if args.from_records:
         data = json.loads(Path(args.from_records).read_text())
     else:
@@ -221,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"calibration {params}, threshold {args.threshold}, {os.cpu_count()} CPUs shared")
     for split in ("tuning", "heldout"):
         report(split, data[split], params, args.threshold)
+        for family in ("standard", "character"):
+            report(f"{split} {family[:4]}.", [r for r in data[split] if is_standard(
+                r["voice"]) == (family == "standard")], params, args.threshold)
+        ceiling(split, data[split])
     fwd_noise = [r["kind"] for r in data.get("noise", []) if forwarded(r, params, args.threshold)]
     print(f"silence/noise clips forwarding a command: {len(fwd_noise)}/"
           f"{len(data.get('noise', []))} {fwd_noise}")

@@ -29,6 +29,10 @@ from lens_ros.speech.vocabulary import Vocabulary
 CACHE = Path(__file__).resolve().parent / ".cache" / "speech"
 SPLIT_SEED = 7  #: seed of the voice split (changing it changes what "held-out" means)
 PITCHES = (30, 50, 70)
+#: espeak-ng's own voice-family variants (none, female, male, klatt); the other installed
+#: variants are character voices ("croak", "Demonic", "whisper")
+STANDARD_VARIANTS = ("", "f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6",
+                     "m7", "m8", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6")
 SPEEDS = (130, 160, 190)
 #: near-misses by slot: words users say that the default vocabulary does not contain
 OOV_WORDS = {
@@ -176,9 +180,17 @@ def make_texts(v: Vocabulary, n_commands: int, n_oov: int, seed: int
 def build_corpus(v: Vocabulary, split: str, n_commands: int, n_oov: int, seed: int = 0
                  ) -> list[Clip]:
     """Clips of one split: each text spoken by one voice of the split (seeded draw of voice,
-    variant, pitch and speed)."""
+    pitch and speed; every other clip uses a standard variant, the rest a character one)."""
     voices = split_voices(english_voices(), voice_variants())[split]
+    standard = [x for x in voices if is_standard(x)]
+    character = [x for x in voices if not is_standard(x)] or standard
     rng = random.Random(f"{split}-{seed}")
-    return [Clip(text, kind, rng.choice(voices), rng.choice(PITCHES), rng.choice(SPEEDS), slot)
-            for text, kind, slot in make_texts(v, n_commands, n_oov, seed)]
+    return [Clip(text, kind, rng.choice(standard if k % 2 == 0 else character),
+                 rng.choice(PITCHES), rng.choice(SPEEDS), slot)
+            for k, (text, kind, slot) in enumerate(make_texts(v, n_commands, n_oov, seed))]
+
+
+def is_standard(voice: str) -> bool:
+    """True for a voice with no variant or one of :data:`STANDARD_VARIANTS`."""
+    return voice.partition("+")[2] in STANDARD_VARIANTS
 

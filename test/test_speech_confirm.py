@@ -89,5 +89,5 @@ def test_answer_words_are_in_the_grammar_and_yaml_booleans_are_a_clear_error(tmp
     bad.write_text("objects: [cube]\nrelations: [on, under]\n")
     with pytest.raises(VocabularyError, match='quote words like "on"'):
         load_vocabulary(bad)
-    assert Vocabulary(objects=["cube"], confirm_words=[], cancel_words=[]).words() == \
-        {"the", "cube"}
+    assert Vocabulary(objects=["cube"]).words() == {"the", "cube"}
+    assert Vocabulary(objects=["cube"], confirm_words=["yes"]).words() == {"the", "cube", "yes"}

@@ -64,10 +64,13 @@ class ConfirmGate:
         self.pending, self._since = res, now
         res.accepted = False
         res.reason = (f"confirm: holding {res.text!r} (confidence {res.confidence:.2f} < "
-                      f"confirm_below {self.confirm_below:.2f}); say "
-                      f"{sorted(self.confirm_words)[0]!r} to forward it or "
-                      f"{sorted(self.cancel_words)[0]!r} to drop it")
+                      f"confirm_below {self.confirm_below:.2f}); " + self._how())
         return GateDecision("", res, f"did you say: {res.text}?")
+
+    def _how(self) -> str:
+        say = (f"say {sorted(self.confirm_words)[-1]!r} or {sorted(self.cancel_words)[-1]!r}, "
+               "or ") if self.confirm_words and self.cancel_words else ""
+        return f"{say}publish True/False on speech/confirm"
 
     def answer(self, yes: bool, res: SpeechResult | None = None) -> GateDecision:
         """An answer (spoken, or from a topic/service: ``res`` None) to the held command."""

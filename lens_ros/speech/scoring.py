@@ -56,31 +56,5 @@ def min_content_ratio(ratios: list[tuple[str, float]]) -> float:
     return min(vals) if vals else 0.0
 
 
-def edit_distance(a: list[str], b: list[str]) -> int:
-    """Levenshtein distance between two phone sequences."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
-def word_phone_errors(words: list[Seg], loop: list[Seg], lookup) -> list[tuple[str, float]]:
-    """[(word, phone error rate)]: the dictionary phones of each grammar word (``lookup(word)``
-    -> "K Y UW") against the phones the free loop heard inside the word's frames (a loop phone
-    belongs to the word holding its middle frame); 0 = the loop heard exactly the word."""
-    out = []
-    for w in words:
-        phones = (lookup(w.word) or "").split()
-        if not phones:
-            continue
-        heard = [p.word for p in loop if w.start <= (p.start + p.end) // 2 <= w.end
-                 and p.word != "SIL" and not p.word.startswith("+")]
-        out.append((w.word, edit_distance(phones, heard) / len(phones)))
-    return out
-
-
 def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(x, 50.0), -50.0)))

@@ -15,7 +15,7 @@ from lens_ros.speech.audio import comfort_noise, pad_silence, to_rate
 from lens_ros.speech.types import (ASRBackend, BackendUnavailableError, Transcript,
                                   VocabularyError)
 from lens_ros.speech.scoring import (FUNCTION_WORDS, Seg, min_content_ratio, sigmoid,
-                                     word_phone_errors, word_ratios)
+                                     word_ratios)
 from lens_ros.speech.vocabulary import (CommandMatcher, Vocabulary, build_jsgf,
                                         resolve_pronunciations)
 
@@ -23,7 +23,7 @@ from lens_ros.speech.vocabulary import (CommandMatcher, Vocabulary, build_jsgf,
 _NON_SPEECH = {"<s>", "</s>", "<sil>", "(NULL)"}
 #: beams of the retry when the normal search ends off the grammar (seen with some voices)
 #: confidence calibration (tuned on the benchmark's tuning voices only)
-CONFIDENCE_CENTER, CONFIDENCE_SCALE, WORD_OFFSET = -6.0, 3.0, 0.0
+CONFIDENCE_CENTER, CONFIDENCE_SCALE, WORD_WEIGHT = -6.0, 3.0, 0.3
 _WIDE_BEAMS = {"beam": 1e-100, "pbeam": 1e-100, "wbeam": 1e-80, "lpbeam": 1e-80,
                "lponlybeam": 1e-80}
 
@@ -79,10 +79,10 @@ def _alternatives(decoder, best: str, n: int, keep=None, budget: int = 20) -> li
 
 
 def confidence_of(scores: dict, center: float = CONFIDENCE_CENTER,
-                  scale: float = CONFIDENCE_SCALE, word_offset: float = WORD_OFFSET) -> float:
+                  scale: float = CONFIDENCE_SCALE, word_weight: float = WORD_WEIGHT) -> float:
     """0..1 confidence from the grammar backend's ``scores`` {"lr", "word_lr"} (see
     :class:`GrammarBackend`); the benchmark re-scores saved scores with it."""
-    x = min(scores["lr"], scores["word_lr"] + word_offset)
+    x = scores["lr"] + word_weight * scores["word_lr"]
     return sigmoid((x - center) / max(scale, 1e-3))
 
 
@@ -92,28 +92,29 @@ class GrammarBackend(ASRBackend):
     Confidence: the utterance is also decoded with a free phone loop (:mod:`scoring`).
     ``lr`` = (grammar path - phone loop) per frame of the recognised words, ``word_lr`` = the
     lowest such ratio of one slot word (``Transcript.weakest`` names that word: where a word
-    the vocabulary lacks was most likely replaced by a known one). ``confidence = sigmoid((min(lr, word_lr + word_offset)
-    - confidence_center) / confidence_scale)``: 0.5 at the center. Defaults were tuned on the
+    the vocabulary lacks was most likely replaced by a known one). ``confidence =
+    sigmoid((lr + word_weight * word_lr - confidence_center) / confidence_scale)``: 0.5 at the
+    center. Defaults were tuned on the
     tuning voices of ``bench/bench_speech.py`` only (docs/speech.md, "Measured").
 
     Arguments:
       vocabulary (Vocabulary): the command language.
       max_alternatives (int): N-best alternatives to report (0: none). Costly with a grammar:
         building the lattice took ~0.5 s per utterance, 3x the decoding itself.
-      confidence_center, confidence_scale, word_offset (float): the calibration above.
+      confidence_center, confidence_scale, word_weight (float): the calibration above.
     """
 
     name = "grammar"
 
     def __init__(self, vocabulary: Vocabulary, max_alternatives: int = 0,
                  confidence_center: float = CONFIDENCE_CENTER,
-                 confidence_scale: float = CONFIDENCE_SCALE, word_offset: float = WORD_OFFSET):
+                 confidence_scale: float = CONFIDENCE_SCALE, word_weight: float = WORD_WEIGHT):
         import pocketsphinx
 
         self.vocabulary = vocabulary
         self.max_alternatives = int(max_alternatives)
         self.center, self.scale = float(confidence_center), max(float(confidence_scale), 1e-3)
-        self.word_offset = float(word_offset)
+        self.word_weight = float(word_weight)
         self.jsgf = build_jsgf(vocabulary)
         self._matcher = CommandMatcher(vocabulary)
         self._phone_lm = pocketsphinx.get_model_path("en-us/en-us-phone.lm.bin")
@@ -180,19 +181,14 @@ class GrammarBackend(ASRBackend):
         lr = (score - self._log(loop.score)) / max(frames, 1) if loop is not None else 0.0
         ratios = word_ratios(words, loop_segs)
         word_lr = min_content_ratio(ratios)
-        errors = word_phone_errors(words, loop_segs,
-                                   lambda w: loop_decoder.lookup_word(w.split("(")[0]))
-        content = [e for w, e in errors if w.split("(")[0] not in FUNCTION_WORDS]
-        per = sum(e for _w, e in errors) / max(len(errors), 1)
         conf = confidence_of({"lr": lr, "word_lr": word_lr}, self.center, self.scale,
-                             self.word_offset)
+                             self.word_weight)
         weakest = min((r for r in ratios if r[0] not in FUNCTION_WORDS), key=lambda r: r[1],
                       default=("", 0.0))[0]
         detail = f"lr={lr:.1f}, word_lr={word_lr:.1f}" + (f", {detail}" if detail else "")
         return Transcript(text, conf, alts, (time.perf_counter() - t0) * 1e3, detail,
                           {"lr": lr, "word_lr": word_lr, "words": float(len(words)),
-                           "frames": float(frames), "retry": float(bool(detail.count("retry"))),
-                           "per": per, "word_per": max(content, default=0.0)},
+                           "frames": float(frames), "retry": float(bool(detail.count("retry")))},
                           weakest)
 
 

@@ -39,7 +39,8 @@ class Vocabulary:
       affordances (list[str]): after "something [colour]", "you could roll".
       phrases (list[str]): whole commands, "the party hat".
       confirm_words, cancel_words (list[str]): answers to a held command ("yes" / "no", see
-        speech_node's ``confirm_below``); recognised, never forwarded as commands.
+        speech_node's ``confirm_below``; none: answer on the ``speech/confirm`` topic only);
+        recognised, never forwarded as commands.
       pronunciations (dict[str, str]): word -> CMU phones for words not in the dictionary.
       source (str): the file it came from (for error messages).
     """
@@ -57,8 +58,8 @@ class Vocabulary:
     analogies: list[str] = field(default_factory=list)
     affordances: list[str] = field(default_factory=list)
     phrases: list[str] = field(default_factory=list)
-    confirm_words: list[str] = field(default_factory=lambda: ["yes", "confirm"])
-    cancel_words: list[str] = field(default_factory=lambda: ["no", "cancel"])
+    confirm_words: list[str] = field(default_factory=list)
+    cancel_words: list[str] = field(default_factory=list)
     pronunciations: dict[str, str] = field(default_factory=dict)
     source: str = "<memory>"
 
