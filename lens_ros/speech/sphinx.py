@@ -23,7 +23,7 @@ from lens_ros.speech.vocabulary import (CommandMatcher, Vocabulary, build_jsgf,
 _NON_SPEECH = {"<s>", "</s>", "<sil>", "(NULL)"}
 #: beams of the retry when the normal search ends off the grammar (seen with some voices)
 #: confidence calibration (tuned on the benchmark's tuning voices only)
-CONFIDENCE_CENTER, CONFIDENCE_SCALE, WORD_WEIGHT = -6.0, 3.0, 0.3
+CONFIDENCE_CENTER, CONFIDENCE_SCALE, WORD_WEIGHT = -18.0, 3.0, 0.5
 _WIDE_BEAMS = {"beam": 1e-100, "pbeam": 1e-100, "wbeam": 1e-80, "lpbeam": 1e-80,
                "lponlybeam": 1e-80}
 
