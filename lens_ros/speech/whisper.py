@@ -31,7 +31,7 @@ def whisper_layout(model_dir: str | Path) -> str:
     if d is None or not d.is_dir():
         raise BackendUnavailableError(
             f"whisper model directory {str(model_dir)!r} does not exist; set model_dir to a "
-            "local Whisper model (README_speech.md, 'Whisper on a robot')")
+            "local Whisper model (docs/speech.md, 'Whisper on a robot')")
     if (d / "model.bin").is_file():
         return "ctranslate2"
     if (d / "config.json").is_file() and any(d.glob("*.safetensors")):
