@@ -24,8 +24,6 @@ a bounded queue whose overflow is reported as ``dropped``.
 from __future__ import annotations
 
 import queue
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -46,6 +44,7 @@ from lens_ros.ros.speech_parameters import (PARAMETERS, RUNTIME,  # noqa: F401 (
                                             declare_speech_parameters,
                                             read_speech_config)
 from lens_ros.speech.recognizer import SpeechRecognizer, SpeechResult
+from lens_ros.speech.synthesis import speak
 from lens_ros.speech.types import SpeechError
 
 BAD_AUDIO_REPORT_S = 2.0  #: a repeated bad-chunk error is re-published at most this often
@@ -143,10 +142,17 @@ class SpeechNode(LifecycleNode):
         self._release_backend()
 
     def _on_set_parameters(self, changes) -> SetParametersResult:
-        """RUNTIME parameters go to the live recogniser; the rest wait for configure."""
+        """RUNTIME parameters go to the live recogniser, the confirm_* and echo ones apply at
+        once too; the rest wait for configure."""
         rec = self._recognizer
         for change in changes:
-            if rec is not None and change.name in RUNTIME:
+            if change.name in ("confirm_below", "confirm_timeout_s"):
+                with self._gate_lock:
+                    attr = "timeout_s" if change.name == "confirm_timeout_s" else change.name
+                    setattr(self._gate, attr, float(change.value))
+            elif change.name in ("confirm_echo", "echo_voice"):
+                continue  # read at each echo
+            elif rec is not None and change.name in RUNTIME:
                 value = change.value
                 setattr(rec.config, change.name,
                         float(value) if change.name == "confidence_threshold" else bool(value))
@@ -261,16 +267,10 @@ class SpeechNode(LifecycleNode):
             threading.Thread(target=self._speak, args=(text, voice), daemon=True).start()
 
     def _speak(self, text: str, voice: str) -> None:
-        exe = shutil.which("espeak-ng")
-        if exe is None:
-            self.get_logger().warning("confirm_echo speak: espeak-ng is not installed "
-                                      "(apt-get install espeak-ng); echo on speech/echo only",
-                                      once=True)
-            return
-        try:
-            subprocess.run([exe, "-v", voice, text], capture_output=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            self.get_logger().warning(f"confirm_echo speak failed: {err}")
+        error = speak(text, voice)
+        if error:
+            self.get_logger().warning(f"confirm_echo speak: {error}; echo on speech/echo only",
+                                      throttle_duration_sec=60.0)
 
     # -- output ---------------------------------------------------------------------------------
     def _publish(self, res: SpeechResult, header: Header | None = None,

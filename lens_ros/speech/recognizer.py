@@ -113,8 +113,9 @@ class SpeechResult:
       reason (str): "" when accepted (or a gain warning); else "<code>: explanation".
       backend (str): recogniser name. duration_s (float): utterance length.
       decode_ms (float): recognition time. scores (dict): the backend's raw confidence
-        features. weakest (str): the word the backend is least sure of. start_time (float | None): stream time (seconds,
-        same clock as the ``stamp`` given to :meth:`SpeechRecognizer.segment`) of the start.
+        features. weakest (str): the word the backend is least sure of.
+      start_time (float | None): stream time (seconds, same clock as the ``stamp`` given to
+        :meth:`SpeechRecognizer.segment`) of the start.
     """
 
     text: str = ""
