@@ -29,6 +29,17 @@ stamp_set() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 for tool in cmake gcc g++; do
   command -v "$tool" >/dev/null || fail "$tool is missing; install it (Debian: apt-get install -y cmake build-essential)"
 done
+# espeak-ng synthesises the spoken-command tests' extra clips, lens-say and the speech benchmark;
+# installed when apt-get can (root, CI); without it those tests skip and say why.
+if ! command -v espeak-ng >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    step "installing espeak-ng (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } \
+      || printf '[setup] warning: apt-get install espeak-ng failed; speech tests that synthesise skip\n' >&2
+  else
+    printf '[setup] note: espeak-ng missing (apt-get install espeak-ng); speech tests that synthesise skip\n' >&2
+  fi
+fi
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
   || fail "Python 3.11 is required (the ROS 2 Jazzy wheels are cp311); found $("$PYTHON" --version)"
 

@@ -181,3 +181,60 @@ def test_confidence_threshold_applies_at_once(start_node, rclpy_node):
     heard = probe.transcripts[-1]
     assert heard.text == row["text"] and not heard.accepted
     assert heard.reason.startswith("low_confidence") and probe.commands == []
+
+
+@pytest.mark.ros
+def test_grey_band_commands_wait_for_confirmation_and_are_echoed(start_node):
+    """confirm_below 1.0 holds every command: True on speech/confirm forwards it, False drops
+    it; confirm_echo says back what was understood on speech/echo."""
+    row = recognised_rows(1)[0]
+    probe = start_node("-p", "confirm_below:=1.0", "-p", "confirm_echo:=log")
+    probe.wait_listener()
+    assert probe.spin_until(lambda: probe.confirm_pub.get_subscription_count() > 0
+                            and probe.echo_sub.get_publisher_count() > 0, 30)
+    probe.say(fixture_pcm(row))
+    assert probe.spin_until(lambda: probe.transcripts, 60)
+    held = probe.transcripts[-1]
+    assert held.text == row["text"] and not held.accepted and held.reason.startswith("confirm:")
+    assert probe.spin_until(lambda: probe.echoes == [f"did you say: {row['text']}?"], 10)
+    assert probe.commands == []
+    probe.confirm_pub.publish(probe.Bool(data=True))
+    assert probe.spin_until(lambda: probe.commands == [row["text"]], 20), probe.transcripts
+    assert probe.spin_until(lambda: probe.echoes[-1] == f"segmenting: {row['text']}", 10)
+    assert probe.transcripts[-1].reason.startswith("confirmed")
+    probe.say(fixture_pcm(row), stamp=2000.0)
+    assert probe.spin_until(lambda: len(probe.echoes) == 3, 60), probe.echoes
+    probe.confirm_pub.publish(probe.Bool(data=False))
+    assert probe.spin_until(lambda: probe.transcripts[-1].reason.startswith("cancelled"), 20)
+    probe.spin_until(lambda: False, 1.0)
+    assert probe.commands == [row["text"]]
+
+
+@pytest.mark.ros
+def test_lens_say_waits_for_speech_node_not_any_subscriber(start_node, spawn, tmp_path):
+    """A bag recorder's audio subscription does not count: lens-say names the listener it
+    waits for and gives up with a clear message; with speech_node up the command arrives."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup_env.sh installs it)")
+    from helpers.speech_client import SpeechProbe
+
+    other = SpeechProbe("bag_recorder_probe")  # subscribes to nothing; add an audio reader
+    other.node.create_subscription(other.AudioChunk, "audio", lambda m: None, 10)
+    try:
+        say = [sys.executable, "-m", "lens_ros.ros.say", "the red cube", "--wait-s", "2"]
+        out = subprocess.run(say, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, out.stderr
+        assert "no node named 'speech_node'" in out.stderr and "/audio" in out.stderr
+    finally:
+        other.close()
+    probe = start_node()
+    probe.wait_listener()
+    out = subprocess.run(say[:-1] + ["20", "--fast"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert probe.spin_until(lambda: probe.commands == ["the red cube"], 60), \
+        [(t.text, t.reason) for t in probe.transcripts]

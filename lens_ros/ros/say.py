@@ -18,12 +18,34 @@ from lens_ros.speech.audio import pad_silence, write_wav
 from lens_ros.speech.synthesis import synthesize
 
 
+class ListenerMissingError(RuntimeError):
+    """Raised when the named listener node does not subscribe to the topic in time."""
+
+
+def listener_matched(node, pub, listener: str) -> bool:
+    """True when a node named ``listener`` (a bare name, or a full name "/ns/name")
+    subscribes to ``pub``'s topic and ``pub`` has matched at least one subscriber; "" accepts
+    any subscriber."""
+    if pub.get_subscription_count() == 0:
+        return False
+    if not listener:
+        return True
+    for info in node.get_subscriptions_info_by_topic(pub.topic_name):
+        full = f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+        if listener in (info.node_name, full):
+            return True
+    return False
+
+
 def publish_pcm(pcm16: np.ndarray, rate: int, topic: str = "audio", chunk_s: float = 0.1,
-                realtime: bool = True, wait_s: float = 5.0, frame_id: str = "lens_say") -> int:
+                realtime: bool = True, wait_s: float = 5.0, frame_id: str = "lens_say",
+                listener: str = "speech_node") -> int:
     """Publish PCM as AudioChunk messages (reliable, depth 500) from a temporary node.
 
-    Waits up to ``wait_s`` for a subscriber first, paces chunks at real time when ``realtime``,
-    then waits until the messages are acknowledged. Returns the number of chunks sent.
+    Waits up to ``wait_s`` until the node ``listener`` itself subscribes to ``topic`` (a bag
+    recorder or another subscriber does not count; "" = any subscriber), paces chunks at real
+    time when ``realtime``, then waits until the messages are acknowledged. Returns the number
+    of chunks sent. Raises ListenerMissingError when ``listener`` did not appear in time.
     """
     import rclpy
     from builtin_interfaces.msg import Time
@@ -37,7 +59,14 @@ def publish_pcm(pcm16: np.ndarray, rate: int, topic: str = "audio", chunk_s: flo
         node = rclpy.create_node("lens_say")
         pub = node.create_publisher(AudioChunk, topic, AUDIO_QOS)
         end = time.monotonic() + wait_s
-        while pub.get_subscription_count() == 0 and time.monotonic() < end:
+        while not listener_matched(node, pub, listener):
+            if time.monotonic() > end:
+                others = sorted({i.node_name for i in
+                                 node.get_subscriptions_info_by_topic(pub.topic_name)})
+                raise ListenerMissingError(
+                    f"no node named {listener!r} subscribes to {pub.topic_name!r} after "
+                    f"{wait_s:g} s (subscribers: {others or 'none'}); start speech_node "
+                    "(autostart or lifecycle activate), or pass --listener NAME / --listener ''")
             rclpy.spin_once(node, timeout_sec=0.05)
         start = node.get_clock().now().nanoseconds * 1e-9
         chunks = pcm_to_chunks(pcm16, rate, chunk_s, AudioChunk, Header, Time, start, frame_id)
@@ -66,6 +95,9 @@ def make_parser() -> argparse.ArgumentParser:
                    "of at real-time pace")
     p.add_argument("--silence-s", type=float, default=0.8, help="silence before and after the "
                    "speech (the node closes an utterance after vad.hangover_s of silence)")
+    p.add_argument("--listener", default="speech_node", help="wait until the node with "
+                   "this name subscribes to --topic before speaking ('' = any subscriber)")
+    p.add_argument("--wait-s", type=float, default=10.0, help="how long to wait for it")
     p.add_argument("--wav", default="", help="write the audio to this WAV file")
     p.add_argument("--no-publish", action="store_true", help="only write --wav, no ROS")
     return p
@@ -84,7 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(pcm) / args.rate:.2f} s to {args.wav}")
     if args.no_publish:
         return 0
-    n = publish_pcm(pcm, args.rate, args.topic, args.chunk_s, realtime=not args.fast)
+    try:
+        n = publish_pcm(pcm, args.rate, args.topic, args.chunk_s, realtime=not args.fast,
+                        wait_s=args.wait_s, listener=args.listener)
+    except ListenerMissingError as err:
+        print(f"lens-say: {err}", file=sys.stderr)
+        return 2
     print(f"published {n} chunks ({len(pcm) / args.rate:.2f} s) on {args.topic!r}")
     return 0
 

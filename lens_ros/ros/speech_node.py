@@ -5,7 +5,14 @@ An adapter around :class:`lens_ros.speech.recognizer.SpeechRecognizer`: AudioChu
 
 Topics (relative, remappable): in ``audio`` (lens_ros/AudioChunk, reliable); out ``command``
 (std_msgs/String, only accepted utterances), ``speech/transcript`` (lens_ros/Transcript, every
-utterance and every bad chunk, accepted or not), ``/diagnostics``.
+utterance and every bad chunk, accepted or not), ``speech/echo`` (std_msgs/String, what the node
+understood, "segmenting: the red cube", with ``confirm_echo``), ``/diagnostics``; in
+``speech/confirm`` (std_msgs/Bool: answers a command held by ``confirm_below``).
+
+Confirm-before-forward (``confirm_below`` > 0): an accepted command with a confidence below it
+is held (transcript reason ``confirm: ...``, echo "did you say: ...?"); "yes"/"confirm" (spoken)
+or True on ``speech/confirm`` forwards it, "no"/"cancel", False or ``confirm_timeout_s``
+without an answer drops it. Answer words are never forwarded as commands.
 
 Lifecycle (auto-configures and activates with ``autostart``): configure = read parameters,
 build the grammar and load the backend (a failure leaves the node unconfigured and
@@ -21,87 +28,26 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import fields
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from std_msgs.msg import Header, String
+from std_msgs.msg import Bool, Header, String
 
 from lens_ros.msg import AudioChunk, Transcript
 from lens_ros.conversions.audio import chunk_to_pcm, stamp_seconds
 from lens_ros.ros.node_main import run_lifecycle_node
 from lens_ros.ros.qos import AUDIO_QOS, COMMAND_QOS, RESULT_QOS
-from lens_ros.speech.recognizer import BACKENDS, SpeechConfig, SpeechRecognizer, SpeechResult
-from lens_ros.speech.segmenter import VADConfig
+from lens_ros.speech.confirm import ConfirmGate, GateDecision
+from lens_ros.ros.speech_parameters import (PARAMETERS, RUNTIME,  # noqa: F401 (re-export)
+                                            declare_speech_parameters,
+                                            read_speech_config)
+from lens_ros.speech.recognizer import SpeechRecognizer, SpeechResult
+from lens_ros.speech.synthesis import speak
 from lens_ros.speech.types import SpeechError
 
 BAD_AUDIO_REPORT_S = 2.0  #: a repeated bad-chunk error is re-published at most this often
-#: parameters applied at once; every other one takes effect at the next configure/activate
-RUNTIME = ("confidence_threshold", "accept_out_of_grammar")
-
-_CFG, _VAD = SpeechConfig(), VADConfig()
-#: (name, default, description, (low, high) or choices) of every parameter
-PARAMETERS = (
-    ("backend", _CFG.backend, "Recogniser: grammar (pocketsphinx + JSGF built from "
-     "vocabulary_file), dictation (pocketsphinx English LM) or whisper (model_dir).", BACKENDS),
-    ("vocabulary_file", _CFG.vocabulary_file, "Vocabulary YAML of the command language ('' = "
-     "config/speech_vocabulary.yaml).", None),
-    ("model_dir", _CFG.model_dir, "Local Whisper model directory (backend whisper).", None),
-    ("confidence_threshold", _CFG.confidence_threshold, "Utterances below this confidence are "
-     "reported, not forwarded.", (0.0, 1.0)),
-    ("accept_out_of_grammar", _CFG.accept_out_of_grammar, "Forward text outside the "
-     "vocabulary's language (free-text backends).", None),
-    ("sample_rate", _CFG.sample_rate, "Recogniser rate, Hz; other input rates are resampled.",
-     (8000, 48000)),
-    ("max_alternatives", _CFG.max_alternatives, "N-best alternatives per transcript (costly "
-     "with the grammar backend).", (0, 10)),
-    ("vad.threshold_db", _VAD.threshold_db, "Speech is this many dB above the noise floor.",
-     (0.0, 60.0)),
-    ("vad.min_level_db", _VAD.min_level_db, "Absolute speech gate, dBFS.", (-100.0, 0.0)),
-    ("vad.onset_s", _VAD.onset_s, "Consecutive speech that opens an utterance, s.", (0.01, 1.0)),
-    ("vad.hangover_s", _VAD.hangover_s, "Non-speech that closes an utterance, s.", (0.05, 5.0)),
-    ("vad.pre_roll_s", _VAD.pre_roll_s, "Audio kept from before the onset, s.", (0.0, 2.0)),
-    ("vad.min_utterance_s", _VAD.min_utterance_s, "Shorter speech is reported too_short.",
-     (0.01, 10.0)),
-    ("vad.max_utterance_s", _VAD.max_utterance_s, "Longer sound is cut and reported too_long.",
-     (0.5, 60.0)),
-    ("vad.floor_rise_s", _VAD.floor_rise_s, "Time constant of the noise floor rising, s.",
-     (0.1, 600.0)),
-    ("microphone_device", "", "sounddevice input device (name or index); '' = no microphone, "
-     "listen to the audio topic only. Needs `pip install sounddevice` + libportaudio2.", None),
-    ("microphone_rate", 16000, "Microphone sample rate, Hz.", (8000, 48000)),
-    ("microphone_block_s", 0.1, "Microphone block length, s.", (0.01, 1.0)),
-    ("queue_size", 4, "Utterances waiting for the recogniser; overflow is reported dropped.",
-     (1, 100)),
-    ("autostart", True, "Configure and activate at start.", None),
-    ("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", (0.1, 60.0)),
-)
-
-
-def declare_speech_parameters(node) -> None:
-    """Declare ``PARAMETERS`` with descriptors (description, range or choices)."""
-    for name, default, text, limits in PARAMETERS:
-        desc = ParameterDescriptor(description=text)
-        if isinstance(limits, tuple) and isinstance(limits[0], str):
-            desc.additional_constraints = f"one of {list(limits)}"
-        elif limits is not None and isinstance(default, float):
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=float(limits[0]), to_value=float(limits[1]), step=0.0)]
-        elif limits is not None:
-            desc.integer_range = [IntegerRange(from_value=int(limits[0]),
-                                               to_value=int(limits[1]), step=1)]
-        node.declare_parameter(name, default, desc)
-
-
-def read_speech_config(node) -> SpeechConfig:
-    """The pipeline parameters as a SpeechConfig (ValueError on a bad value)."""
-    get = lambda name: node.get_parameter(name).value  # noqa: E731
-    vad = VADConfig(**{f.name: float(get(f"vad.{f.name}")) for f in fields(VADConfig)})
-    return SpeechConfig(**{f.name: get(f.name) for f in fields(SpeechConfig) if f.name != "vad"},
-                        vad=vad)
 
 
 class SpeechNode(LifecycleNode):
@@ -121,6 +67,10 @@ class SpeechNode(LifecycleNode):
         self._lock = threading.Lock()  # segmenter: audio callback vs. microphone thread
         self._frame_id = ""
         self._bad_audio = ("", 0.0)  # last reported error and when
+        self._gate = ConfirmGate()
+        self._gate_lock = threading.Lock()  # gate: worker vs. confirm topic vs. expiry timer
+        self._confirm_sub = None
+        self._expiry_timer = None
         self.counts: Counter = Counter()
         self.last: SpeechResult | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -140,6 +90,10 @@ class SpeechNode(LifecycleNode):
             self._diagnose()
             return TransitionCallbackReturn.FAILURE
         self._config_error = ""
+        vocab = self._recognizer.vocabulary
+        self._gate = ConfirmGate(float(self.get_parameter("confirm_below").value),
+                                 float(self.get_parameter("confirm_timeout_s").value),
+                                 vocab.confirm_words, vocab.cancel_words)
         self.get_logger().info(f"backend {config.backend} ready in "
                                f"{time.perf_counter() - t0:.2f} s")
         return TransitionCallbackReturn.SUCCESS
@@ -148,7 +102,11 @@ class SpeechNode(LifecycleNode):
         """Publishers, worker, audio subscription, microphone (in that order)."""
         self._pubs = {"command": self.create_publisher(String, "command", COMMAND_QOS),
                       "transcript": self.create_publisher(Transcript, "speech/transcript",
-                                                          RESULT_QOS)}
+                                                          RESULT_QOS),
+                      "echo": self.create_publisher(String, "speech/echo", RESULT_QOS)}
+        self._confirm_sub = self.create_subscription(Bool, "speech/confirm", self._on_confirm,
+                                                     COMMAND_QOS)
+        self._expiry_timer = self.create_timer(0.5, self._expire)
         self._queue = queue.Queue(maxsize=int(self.get_parameter("queue_size").value))
         self._worker = threading.Thread(target=self._work, args=(self._queue,), daemon=True)
         self._worker.start()
@@ -184,10 +142,17 @@ class SpeechNode(LifecycleNode):
         self._release_backend()
 
     def _on_set_parameters(self, changes) -> SetParametersResult:
-        """RUNTIME parameters go to the live recogniser; the rest wait for configure."""
+        """RUNTIME parameters go to the live recogniser, the confirm_* and echo ones apply at
+        once too; the rest wait for configure."""
         rec = self._recognizer
         for change in changes:
-            if rec is not None and change.name in RUNTIME:
+            if change.name in ("confirm_below", "confirm_timeout_s"):
+                with self._gate_lock:
+                    attr = "timeout_s" if change.name == "confirm_timeout_s" else change.name
+                    setattr(self._gate, attr, float(change.value))
+            elif change.name in ("confirm_echo", "echo_voice"):
+                continue  # read at each echo
+            elif rec is not None and change.name in RUNTIME:
                 value = change.value
                 setattr(rec.config, change.name,
                         float(value) if change.name == "confidence_threshold" else bool(value))
@@ -262,10 +227,57 @@ class SpeechNode(LifecycleNode):
                 continue
             res = rec.decide(utt)
             res.start_time = start
-            self._publish(res)
+            with self._gate_lock:
+                decision = self._gate.feed(res, time.monotonic())
+            self._deliver(decision)
+
+    # -- confirmation ---------------------------------------------------------------------------
+    def _deliver(self, d: GateDecision) -> None:
+        """Publish a gate decision: the transcript, the command if any, the echo."""
+        self._publish(d.result, forward=d.forward)
+        if d.forward:
+            self._echo(f"segmenting: {d.forward}")
+        elif d.prompt:
+            self._echo(d.prompt)
+        elif d.result.code == "cancelled":
+            self._echo("cancelled")
+
+    def _on_confirm(self, msg: Bool) -> None:
+        """``speech/confirm``: True forwards the held command, False drops it."""
+        with self._gate_lock:
+            decision = self._gate.answer(bool(msg.data))
+        self._deliver(decision)
+
+    def _expire(self) -> None:
+        with self._gate_lock:
+            held = self._gate.expire(time.monotonic())
+        if held is not None:
+            self._deliver(GateDecision("", held))
+
+    def _echo(self, text: str) -> None:
+        """Say back ``text`` as confirm_echo asks: topic + log line, and aloud for "speak"."""
+        mode = str(self.get_parameter("confirm_echo").value)
+        pubs = self._pubs
+        if mode == "off" or not pubs:
+            return
+        pubs["echo"].publish(String(data=text))
+        self.get_logger().info(f"echo: {text}")
+        if mode == "speak":
+            voice = str(self.get_parameter("echo_voice").value)
+            threading.Thread(target=self._speak, args=(text, voice), daemon=True).start()
+
+    def _speak(self, text: str, voice: str) -> None:
+        error = speak(text, voice)
+        if error:
+            self.get_logger().warning(f"confirm_echo speak: {error}; echo on speech/echo only",
+                                      throttle_duration_sec=60.0)
 
     # -- output ---------------------------------------------------------------------------------
-    def _publish(self, res: SpeechResult, header: Header | None = None) -> None:
+    def _publish(self, res: SpeechResult, header: Header | None = None,
+                 forward: str | None = None) -> None:
+        """Publish the transcript of ``res`` and ``forward`` (default: ``res.text`` when
+        accepted) on ``command``."""
+        forward = (res.text if res.accepted else "") if forward is None else forward
         pubs = self._pubs
         self.last = res
         self.counts["utterances" if res.code != "bad_audio" else "bad_audio"] += 1
@@ -281,10 +293,10 @@ class SpeechNode(LifecycleNode):
                          duration_s=float(res.duration_s), decode_ms=float(res.decode_ms))
         if not pubs:
             return
-        if res.accepted:
-            pubs["command"].publish(String(data=res.text))
+        if forward:
+            pubs["command"].publish(String(data=forward))
             self.counts["accepted"] += 1
-            self.get_logger().info(f"command: {res.text!r} ({res.confidence:.2f})")
+            self.get_logger().info(f"command: {forward!r} ({res.confidence:.2f})")
         else:
             self.get_logger().info(f"not forwarded: {res.text!r} ({res.reason})",
                                    throttle_duration_sec=1.0)
@@ -345,9 +357,13 @@ class SpeechNode(LifecycleNode):
         if mic is not None:
             mic.stop()
             mic.close()
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
+        for sub in (self._sub, self._confirm_sub):
+            if sub is not None:
+                self.destroy_subscription(sub)
+        self._sub = self._confirm_sub = None
+        timer, self._expiry_timer = self._expiry_timer, None
+        if timer is not None:
+            self.destroy_timer(timer)
         q, worker = self._queue, self._worker
         self._queue = self._worker = None
         if q is not None:

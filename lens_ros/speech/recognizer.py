@@ -19,7 +19,9 @@ from lens_ros.speech.vocabulary import CommandMatcher, load_vocabulary
 BACKENDS = ("grammar", "dictation", "whisper")
 #: reason codes (first word of ``SpeechResult.reason``); "" when accepted
 REASONS = ("no_match", "low_confidence", "out_of_grammar", "too_short", "too_long",
-           "recognizer_error", "bad_audio", "dropped", "clipped")
+           "recognizer_error", "bad_audio", "dropped", "clipped",
+           # confirm-before-forward (lens_ros.speech.confirm)
+           "confirm", "confirmed", "cancelled", "no_pending")
 CLIP_WARNING = 0.01  #: clipped-sample share above which a result carries a gain warning
 
 
@@ -110,8 +112,10 @@ class SpeechResult:
       accepted (bool): True when ``text`` should go to the command topic.
       reason (str): "" when accepted (or a gain warning); else "<code>: explanation".
       backend (str): recogniser name. duration_s (float): utterance length.
-      decode_ms (float): recognition time. start_time (float | None): stream time (seconds,
-        same clock as the ``stamp`` given to :meth:`SpeechRecognizer.segment`) of the start.
+      decode_ms (float): recognition time. scores (dict): the backend's raw confidence
+        features. weakest (str): the word the backend is least sure of.
+      start_time (float | None): stream time (seconds, same clock as the ``stamp`` given to
+        :meth:`SpeechRecognizer.segment`) of the start.
     """
 
     text: str = ""
@@ -123,6 +127,8 @@ class SpeechResult:
     duration_s: float = 0.0
     decode_ms: float = 0.0
     start_time: float | None = None
+    scores: dict = field(default_factory=dict)
+    weakest: str = ""
 
     @property
     def code(self) -> str:
@@ -141,7 +147,8 @@ class SpeechRecognizer:
 
     def __init__(self, config: SpeechConfig | None = None, backend: ASRBackend | None = None):
         self.config = config or SpeechConfig()
-        self.matcher = CommandMatcher(load_vocabulary(self.config.vocabulary_file or None))
+        self.vocabulary = load_vocabulary(self.config.vocabulary_file or None)
+        self.matcher = CommandMatcher(self.vocabulary)
         self.backend = backend or make_backend(self.config)
         self.rate = int(self.config.sample_rate)
         self.segmenter = UtteranceSegmenter(self.config.vad, self.rate)
@@ -195,13 +202,16 @@ class SpeechRecognizer:
 
     def _judge(self, res: SpeechResult, tr: Transcript) -> SpeechResult:
         res.text, res.confidence, res.alternatives = tr.text, float(tr.confidence), tr.alternatives
-        res.decode_ms = float(tr.ms)
+        res.decode_ms, res.scores, res.weakest = float(tr.ms), dict(tr.scores), tr.weakest
         threshold = self.config.confidence_threshold
         if not tr.text:
             res.reason = f"no_match: {tr.detail or 'nothing recognised'}"
         elif tr.confidence < threshold:
+            weakest = (f"; least sure of {tr.weakest!r} (misheard, or a word the vocabulary "
+                       "lacks in its place)") if tr.weakest else ""
             res.reason = (f"low_confidence: {tr.confidence:.2f} < confidence_threshold "
-                          f"{threshold:.2f}" + (f" ({tr.detail})" if tr.detail else ""))
+                          f"{threshold:.2f}" + (f" ({tr.detail})" if tr.detail else "") +
+                          weakest)
         elif not self.config.accept_out_of_grammar and not self.matcher.matches(tr.text):
             res.reason = ("out_of_grammar: not in the vocabulary's command language (extend "
                           "vocabulary_file or set accept_out_of_grammar)")

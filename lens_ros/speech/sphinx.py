@@ -7,7 +7,6 @@ wheel: no download, ~0.1 s to load, 16 kHz audio.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 
 import numpy as np
@@ -15,12 +14,16 @@ import numpy as np
 from lens_ros.speech.audio import comfort_noise, pad_silence, to_rate
 from lens_ros.speech.types import (ASRBackend, BackendUnavailableError, Transcript,
                                   VocabularyError)
+from lens_ros.speech.scoring import (FUNCTION_WORDS, Seg, min_content_ratio, sigmoid,
+                                     word_ratios)
 from lens_ros.speech.vocabulary import (CommandMatcher, Vocabulary, build_jsgf,
                                         resolve_pronunciations)
 
 #: words of the decoder's segmentation that are not speech
 _NON_SPEECH = {"<s>", "</s>", "<sil>", "(NULL)"}
 #: beams of the retry when the normal search ends off the grammar (seen with some voices)
+#: confidence calibration (tuned on the benchmark's tuning voices only)
+CONFIDENCE_CENTER, CONFIDENCE_SCALE, WORD_WEIGHT = -18.0, 3.0, 0.5
 _WIDE_BEAMS = {"beam": 1e-100, "pbeam": 1e-100, "wbeam": 1e-80, "lpbeam": 1e-80,
                "lponlybeam": 1e-80}
 
@@ -75,35 +78,43 @@ def _alternatives(decoder, best: str, n: int, keep=None, budget: int = 20) -> li
     return out
 
 
+def confidence_of(scores: dict, center: float = CONFIDENCE_CENTER,
+                  scale: float = CONFIDENCE_SCALE, word_weight: float = WORD_WEIGHT) -> float:
+    """0..1 confidence from the grammar backend's ``scores`` {"lr", "word_lr"} (see
+    :class:`GrammarBackend`); the benchmark re-scores saved scores with it."""
+    x = scores["lr"] + word_weight * scores["word_lr"]
+    return sigmoid((x - center) / max(scale, 1e-3))
+
+
 class GrammarBackend(ASRBackend):
     """pocketsphinx constrained by the JSGF grammar of a :class:`Vocabulary`.
 
-    Confidence: the decoder always forces *some* sentence of the grammar, so the text alone
-    says nothing about out-of-grammar speech or noise. We also decode the utterance with an
-    unconstrained phone loop and compare: ``lr`` = (grammar path score - phone loop score) per
-    frame of recognised words (pocketsphinx log units). Speech that is in the grammar scores
-    close to the phone loop (lr ~ 0); anything else falls far below. ``confidence =
-    sigmoid((lr - confidence_center) / confidence_scale)``, so 0.5 sits at ``confidence_center``.
-    The defaults were set on espeak-ng speech (docs/speech.md): of 494 correctly decoded
-    commands (7 voices x 3 speeds) 1.2 % score below -6; of 72 out-of-grammar sentences
-    (4 voices) 12.5 % score above it.
+    Confidence: the utterance is also decoded with a free phone loop (:mod:`scoring`).
+    ``lr`` = (grammar path - phone loop) per frame of the recognised words, ``word_lr`` = the
+    lowest such ratio of one slot word (``Transcript.weakest`` names that word: where a word
+    the vocabulary lacks was most likely replaced by a known one). ``confidence =
+    sigmoid((lr + word_weight * word_lr - confidence_center) / confidence_scale)``: 0.5 at the
+    center. Defaults were tuned on the
+    tuning voices of ``bench/bench_speech.py`` only (docs/speech.md, "Measured").
 
     Arguments:
       vocabulary (Vocabulary): the command language.
       max_alternatives (int): N-best alternatives to report (0: none). Costly with a grammar:
-        building the lattice took ~0.5 s per utterance here, 3x the decoding itself.
-      confidence_center, confidence_scale (float): the calibration above.
+        building the lattice took ~0.5 s per utterance, 3x the decoding itself.
+      confidence_center, confidence_scale, word_weight (float): the calibration above.
     """
 
     name = "grammar"
 
     def __init__(self, vocabulary: Vocabulary, max_alternatives: int = 0,
-                 confidence_center: float = -6.0, confidence_scale: float = 3.0):
+                 confidence_center: float = CONFIDENCE_CENTER,
+                 confidence_scale: float = CONFIDENCE_SCALE, word_weight: float = WORD_WEIGHT):
         import pocketsphinx
 
         self.vocabulary = vocabulary
         self.max_alternatives = int(max_alternatives)
         self.center, self.scale = float(confidence_center), max(float(confidence_scale), 1e-3)
+        self.word_weight = float(word_weight)
         self.jsgf = build_jsgf(vocabulary)
         self._matcher = CommandMatcher(vocabulary)
         self._phone_lm = pocketsphinx.get_model_path("en-us/en-us-phone.lm.bin")
@@ -126,19 +137,21 @@ class GrammarBackend(ASRBackend):
         d.activate_search("commands")
         return d
 
-    def _decode(self, d, pcm: np.ndarray) -> tuple[str, float, int, list[str]]:
-        """(text, score, speech frames, alternatives) of the grammar search; text "" if none."""
+    def _segs(self, d) -> list[Seg]:
+        return [Seg(s.word, s.start_frame, s.end_frame, self._log(s.ascore)) for s in d.seg()
+                if s.word not in _NON_SPEECH and not s.word.startswith("[")
+                and s.start_frame >= 0]
+
+    def _decode(self, d, pcm: np.ndarray) -> tuple[str, float, list[Seg], list[str]]:
+        """(text, score, word segments, alternatives) of the grammar search; text "" if none."""
         d.activate_search("commands")
         _utterance(d, pcm)
         hyp = d.hyp()
         if hyp is None or not hyp.hypstr.strip():
-            return "", 0.0, 0, []
+            return "", 0.0, [], []
         text = " ".join(hyp.hypstr.split())
-        frames = sum(s.end_frame - s.start_frame + 1 for s in d.seg()
-                     if s.word not in _NON_SPEECH and not s.word.startswith("[")
-                     and s.start_frame >= 0)
         alts = _alternatives(d, text, self.max_alternatives, self._matcher.matches)
-        return text, self._log(hyp.score), frames, alts
+        return text, self._log(hyp.score), self._segs(d), alts
 
     def _log(self, p: float) -> float:
         return float(self._logmath.log(p)) if p > 0 else -1e9
@@ -148,13 +161,13 @@ class GrammarBackend(ASRBackend):
         pcm = comfort_noise(pad_silence(to_rate(pcm16, rate, self.sample_rate),
                                         self.sample_rate, 0.25))
         d = self._decoder
-        text, score, frames, alts = self._decode(d, pcm)
+        text, score, words, alts = self._decode(d, pcm)
         detail = ""
         if not text:  # the search ended off the grammar: retry once with wide beams
             if self._wide is None:
                 self._wide = self._make_decoder(_WIDE_BEAMS)
             d = self._wide
-            text, score, frames, alts = self._decode(d, pcm)
+            text, score, words, alts = self._decode(d, pcm)
             detail = "wide-beam retry"
         if not text:
             return Transcript("", 0.0, [], (time.perf_counter() - t0) * 1e3,
@@ -163,10 +176,20 @@ class GrammarBackend(ASRBackend):
         loop_decoder.activate_search("phones")
         _utterance(loop_decoder, pcm)
         loop = loop_decoder.hyp()
+        loop_segs = self._segs(loop_decoder) if loop is not None else []
+        frames = sum(w.frames for w in words)
         lr = (score - self._log(loop.score)) / max(frames, 1) if loop is not None else 0.0
-        conf = 1.0 / (1.0 + math.exp(-max(min((lr - self.center) / self.scale, 50.0), -50.0)))
-        detail = f"lr={lr:.1f}" + (f", {detail}" if detail else "")
-        return Transcript(text, conf, alts, (time.perf_counter() - t0) * 1e3, detail)
+        ratios = word_ratios(words, loop_segs)
+        word_lr = min_content_ratio(ratios)
+        conf = confidence_of({"lr": lr, "word_lr": word_lr}, self.center, self.scale,
+                             self.word_weight)
+        weakest = min((r for r in ratios if r[0] not in FUNCTION_WORDS), key=lambda r: r[1],
+                      default=("", 0.0))[0]
+        detail = f"lr={lr:.1f}, word_lr={word_lr:.1f}" + (f", {detail}" if detail else "")
+        return Transcript(text, conf, alts, (time.perf_counter() - t0) * 1e3, detail,
+                          {"lr": lr, "word_lr": word_lr, "words": float(len(words)),
+                           "frames": float(frames), "retry": float(bool(detail.count("retry")))},
+                          weakest)
 
 
 class DictationBackend(ASRBackend):

@@ -44,6 +44,9 @@ class Transcript:
       alternatives (list[str]): further distinct hypotheses, best first (may be empty).
       ms (float): wall-clock decoding time in milliseconds.
       detail (str): backend note, e.g. why ``text`` is empty.
+      scores (dict[str, float]): raw confidence features (backend-specific, for tuning).
+      weakest (str): the word of ``text`` the backend is least sure of ("" when not known):
+        where a word the vocabulary lacks was most likely replaced.
     """
 
     text: str
@@ -51,6 +54,8 @@ class Transcript:
     alternatives: list[str] = field(default_factory=list)
     ms: float = 0.0
     detail: str = ""
+    scores: dict = field(default_factory=dict)
+    weakest: str = ""
 
 
 class ASRBackend(abc.ABC):

@@ -38,6 +38,9 @@ class Vocabulary:
       analogies (list[str]): after "colored like", "the sky".
       affordances (list[str]): after "something [colour]", "you could roll".
       phrases (list[str]): whole commands, "the party hat".
+      confirm_words, cancel_words (list[str]): answers to a held command ("yes" / "no", see
+        speech_node's ``confirm_below``; none: answer on the ``speech/confirm`` topic only);
+        recognised, never forwarded as commands.
       pronunciations (dict[str, str]): word -> CMU phones for words not in the dictionary.
       source (str): the file it came from (for error messages).
     """
@@ -55,6 +58,8 @@ class Vocabulary:
     analogies: list[str] = field(default_factory=list)
     affordances: list[str] = field(default_factory=list)
     phrases: list[str] = field(default_factory=list)
+    confirm_words: list[str] = field(default_factory=list)
+    cancel_words: list[str] = field(default_factory=list)
     pronunciations: dict[str, str] = field(default_factory=dict)
     source: str = "<memory>"
 
@@ -70,6 +75,10 @@ class Vocabulary:
                                       f"{type(entries).__name__} {entries!r}")
             clean = []
             for entry in entries:
+                if isinstance(entry, bool):
+                    raise VocabularyError(f"{self.source}: `{f.name}` has the YAML boolean "
+                                          f"{entry!r}: quote words like \"on\", \"off\", "
+                                          "\"yes\" and \"no\"")
                 text = " ".join(str(entry).lower().split())
                 if not all(_WORD.match(w) for w in text.split()) or not text:
                     raise VocabularyError(f"{self.source}: `{f.name}` entry {entry!r} must be "
@@ -172,7 +181,11 @@ def grammar_rules(v: Vocabulary) -> dict[str, str]:
     if targets:
         rules["target"] = _alt(targets)
     head = ["[<verb>] <target>" if "verb" in rules else "<target>"] if targets else []
-    rules["command"] = _alt(head + (["<phrase>"] if "phrase" in rules else []))
+    answers = v.confirm_words + v.cancel_words
+    if answers:
+        rules["answer"] = _alt(answers)
+    rules["command"] = _alt(head + (["<phrase>"] if "phrase" in rules else []) +
+                            (["<answer>"] if answers else []))
     return rules
 
 

@@ -59,6 +59,13 @@ class SpeechProbe(ProbeNode):
             Transcript, "speech/transcript", self.transcripts.append, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics",
                                       self.diagnostics.append, qos)
+        from std_msgs.msg import Bool
+
+        self.echoes: list[str] = []
+        self.echo_sub = self.node.create_subscription(
+            String, "speech/echo", lambda m: self.echoes.append(m.data), qos)
+        self.confirm_pub = self.node.create_publisher(Bool, "speech/confirm", qos)
+        self.Bool = Bool
         self.AudioChunk = AudioChunk
         self.sent = 0
 
