@@ -18,45 +18,28 @@ from lens_ros.model.processing import prepare_sam_image
 from lens_ros.demo.pool import load_pool
 from lens_ros.demo.samples import collate, make_sample
 from lens_ros.training.losses import mask_loss
-from lens_ros.demo.stage_loop import optimizer_step, run_steps, start_run, to_device
+from lens_ros.demo.stage_loop import (StageRunConfig, optimizer_step, run_steps, start_run,
+                                     to_device)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class MaskStageConfig:
+class MaskStageConfig(StageRunConfig):
     """Settings of ``python -m lens_ros.demo.train mask`` (YAML keys = field names)."""
 
     output_dir: str = "runs/demo/mask"  #: run folder
     init: str = "runs/demo/sft/best"  #: checkpoint of the supervised stage
-    preset: str = "demo"  #: unused when ``init`` is set
     #: optional checkpoint whose LENS head + SAM weights replace ``init``'s (continue a mask
     #: stage trained on an earlier language model); "" = keep ``init``'s
     head_from: str = ""
-    pool_dir: str = "data/demo_pool"  #: pools folder
     pool: str = "normal"  #: pool to draw scenes from
     listing: bool = False  #: the SFT model was trained with listing thinks (``SFTConfig.listing``)
     box_jitter: float = 2.0  #: std of the Gaussian noise (pixels) on the teacher box corners
     steps: int = 1500  #: optimizer steps (cosine over them)
     max_minutes: float = 10.0  #: time budget
-    batch_size: int = 16  #: samples per step
-    lr: float = 1e-3  #: peak learning rate
-    min_lr_ratio: float = 0.1  #: cosine floor
     warmup_steps: int = 50  #: warm-up steps
-    weight_decay: float = 0.01  #: AdamW weight decay
-    max_grad_norm: float = 1.0  #: gradient clipping
     eval_every_minutes: float = 5.0  #: held-out evaluation period
-    eval_every_steps: int = 0  #: if > 0, evaluate every this many steps instead (reproducible)
-    eval_scenes: int = 100  #: val scenes per evaluation
-    log_every: int = 20  #: steps between metric lines
-    seed: int = 0  #: seeds torch and numpy
-    threads: int = 1  #: torch CPU threads
-    device: str = "cpu"  #: cpu, cuda or auto (CUDA when available); fp32 weights either way
-    resume: bool = True  #: continue from ``output_dir/resume.pt`` when present (false: restart)
-    state_every_steps: int = 500  #: write the resumable state every this many steps (0 = only
-    #: at the end and when stopped)
-    stop_after_steps: int = 0  #: stop (saving the state) after this many steps of this
-    #: invocation; 0 = run to the end. The schedule still spans ``steps``
 
 
 def head_parameters(model) -> list:

@@ -20,21 +20,18 @@ from torch import nn
 from lens_ros.demo.pool import load_pool
 from lens_ros.demo.samples import (COLOUR_NAMES, SIZE_NAMES, collate, make_sample,
                                              token_grid)
-from lens_ros.demo.stage_loop import (optimizer_step, progress, run_steps, start_run,
-                                     to_device)
+from lens_ros.demo.stage_loop import (StageRunConfig, optimizer_step, progress, run_steps,
+                                     start_run, to_device)
 from lens_ros.synthetic.vocabulary import SHAPES
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(StageRunConfig):
     """Settings of ``python -m lens_ros.demo.train sft`` (YAML keys = field names)."""
 
     output_dir: str = "runs/demo/sft"  #: run folder (metrics, plots, checkpoints)
-    init: str = ""  #: checkpoint to start from; "" = random weights of ``preset``
-    preset: str = "demo"  #: model preset used when ``init`` is empty
-    pool_dir: str = "data/demo_pool"  #: folder of the pools (``python -m lens_ros.demo.pool``)
     normal_pool: str = "normal"  #: pool of 2-5-object scenes
     easy_pool: str = "easy"  #: pool of 1-3-object scenes (curriculum)
     easy_fraction: float = 0.3  #: the first this share of the run draws only easy scenes
@@ -45,27 +42,7 @@ class SFTConfig:
     aux_weight: float = 1.0  #: weight of the dense visual-token loss (0 = off)
     coord_weight: float = 1.0  #: cross-entropy weight of the coordinate tokens (others 1)
     steps: int = 6000  #: optimizer steps (the cosine schedule spans them)
-    max_minutes: float = 60.0  #: stop (and save) after this many minutes of training (a
-    #: safety net: when it binds, the schedule follows time and the run is not reproducible)
-    batch_size: int = 16  #: samples per step
-    lr: float = 1e-3  #: peak learning rate (AdamW)
-    min_lr_ratio: float = 0.1  #: cosine ends at lr x this
-    warmup_steps: int = 100  #: linear warm-up steps
-    weight_decay: float = 0.01  #: AdamW weight decay
     betas: list = field(default_factory=lambda: [0.9, 0.98])  #: AdamW betas
-    max_grad_norm: float = 1.0  #: gradient clipping
-    eval_every_minutes: float = 6.0  #: held-out evaluation (and ``last/`` save) period
-    eval_every_steps: int = 0  #: if > 0, evaluate every this many steps instead (reproducible)
-    eval_scenes: int = 100  #: val scenes per evaluation
-    log_every: int = 20  #: steps between metric lines
-    seed: int = 0  #: seeds torch and numpy
-    threads: int = 1  #: torch CPU threads
-    device: str = "cpu"  #: cpu, cuda or auto (CUDA when available); fp32 weights either way
-    resume: bool = True  #: continue from ``output_dir/resume.pt`` when present (false: restart)
-    state_every_steps: int = 500  #: write the resumable state every this many steps (0 = only
-    #: at the end and when stopped)
-    stop_after_steps: int = 0  #: stop (saving the state) after this many steps of this
-    #: invocation; 0 = run to the end. The schedule still spans ``steps``
 
 
 class AuxHead(nn.Module):

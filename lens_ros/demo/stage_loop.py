@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,39 @@ from lens_ros.demo.resume import (LoopState, check_same_run, load_state, save_st
                                   trim_metrics)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageRunConfig:
+    """Run, schedule and checkpointing settings shared by the demo recipe's own stages
+    (:class:`lens_ros.demo.sft.SFTConfig`, :class:`lens_ros.demo.mask_stage.MaskStageConfig`;
+    YAML keys = field names). Each stage adds its own fields and defaults."""
+
+    output_dir: str = "runs/demo/stage"  #: run folder (metrics, plots, checkpoints)
+    init: str = ""  #: checkpoint to start from; "" = random weights of ``preset``
+    preset: str = "demo"  #: model preset used when ``init`` is empty
+    pool_dir: str = "data/demo_pool"  #: folder of the pools (``python -m lens_ros.demo.pool``)
+    steps: int = 1000  #: optimizer steps (the cosine schedule spans them)
+    max_minutes: float = 60.0  #: stop (and save) after this many minutes of training (a
+    #: safety net: when it binds, the schedule follows time and the run is not reproducible)
+    batch_size: int = 16  #: samples per step
+    lr: float = 1e-3  #: peak learning rate (AdamW)
+    min_lr_ratio: float = 0.1  #: cosine ends at lr x this
+    warmup_steps: int = 100  #: linear warm-up steps
+    weight_decay: float = 0.01  #: AdamW weight decay
+    max_grad_norm: float = 1.0  #: gradient clipping
+    eval_every_minutes: float = 6.0  #: held-out evaluation (and ``last/`` save) period
+    eval_every_steps: int = 0  #: if > 0, evaluate every this many steps instead (reproducible)
+    eval_scenes: int = 100  #: val scenes per evaluation
+    log_every: int = 20  #: steps between metric lines
+    seed: int = 0  #: seeds torch and numpy
+    threads: int = 1  #: torch CPU threads
+    device: str = "cpu"  #: cpu, cuda or auto (CUDA when available); fp32 weights either way
+    resume: bool = True  #: continue from ``output_dir/resume.pt`` when present (false: restart)
+    state_every_steps: int = 500  #: write the resumable state every this many steps (0 = only
+    #: at the end and when stopped)
+    stop_after_steps: int = 0  #: stop (saving the state) after this many steps of this
+    #: invocation; 0 = run to the end. The schedule still spans ``steps``
 
 
 def progress(step: int, minutes: float, cfg) -> float:
