@@ -139,7 +139,9 @@ class NodeClient(ProbeNode):
         # every output as (receive time, message)
         self.results, self.masks, self.reasonings, self.debug = [], [], [], []
         self.diagnostics = []
-        self._record(LensResult, f"{prefix}result", self.results, reliable)
+        from lens_ros.ros.qos import RESULT_QOS
+
+        self._record(LensResult, f"{prefix}result", self.results, RESULT_QOS)
         self._record(Image, f"{prefix}mask", self.masks, reliable)
         self._record(String, f"{prefix}reasoning", self.reasonings, reliable)
         self._record(DiagnosticArray, "/diagnostics", self.diagnostics, reliable)
