@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from lens_ros.configuration import read_yaml_mappings
+from lens_ros.interrupts import run_batch
 
 #: dataclasses parsed by each training subcommand (imported lazily: torch/TRL are slow to load)
 STAGES = {"stage1": "LensStage1Config", "grpo": "LensGRPOConfig"}
@@ -101,9 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, yaml.YAMLError) as err:
         print(f"lens-train {args.command}: {err}", file=sys.stderr)
         return 2
+    return run_batch(f"lens-train {args.command}",
+                     lambda: _train(args.command, model_args, data_cfg, train_args),
+                     "checkpoints so far are in the output directory; re-run with "
+                     "--resume_from_checkpoint to go on")
+
+
+def _train(command, model_args, data_cfg, train_args) -> int:
     from lens_ros.training.runner import run
 
-    trainer = run(args.command, model_args, data_cfg, train_args)
+    trainer = run(command, model_args, data_cfg, train_args)
     if trainer.accelerator.is_main_process:
         print(f"done: {trainer.state.global_step} steps; checkpoints and metrics in "
               f"{Path(train_args.output_dir)}")
