@@ -106,10 +106,11 @@ def _pick_image_topic(bag: InputBag, wanted: str | None) -> tuple[str, str]:
             raise BagError(f"{wanted} is not an Image/CompressedImage topic of {bag.path}; "
                            f"image topics: {sorted(images)}")
         return wanted, images[wanted]
+    images = {t: mt for t, mt in images.items() if bag.topics[t][1] > 0}  # declared, never sent
     if len(images) > 1:  # a depth stream is not a camera image: leave it out of the default
         images = {t: mt for t, mt in images.items() if "depth" not in t.lower()} or images
     if not images:
-        raise BagError(f"{bag.path} has no Image or CompressedImage topic (topics: "
+        raise BagError(f"{bag.path} has no Image or CompressedImage topic with messages (topics: "
                        f"{ {t: mt for t, (mt, _) in bag.topics.items()} }); nothing to segment")
     if len(images) != 1:
         raise BagError(f"{bag.path} has image topics {sorted(images)}; choose one with "
