@@ -182,6 +182,9 @@ class Interrupting:
     def set_image(self, rgb):
         self.inner.set_image(rgb)
 
+    def check_command(self, command):
+        return self.inner.check_command(command)
+
     def segment(self, command, reasoning=None):
         self.calls += 1
         if self.calls == self.stop_at:
