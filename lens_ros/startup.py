@@ -1,0 +1,61 @@
+"""Console-script entry points that stop quietly while the tool is still importing.
+
+Importing torch, transformers and rclpy takes seconds; a SIGINT/SIGTERM in that window would
+otherwise print a ``KeyboardInterrupt`` traceback (or die by the signal). Here the signals end
+the process at once with the tool's stop status (0 for nodes and ``lens-bag play|record``, 130
+for the batch jobs) - nothing has been written yet - and once the tool's module is imported
+the usual handlers are back: rclpy's for the nodes, ``lens_ros.interrupts`` for batch jobs.
+This module imports nothing heavy.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+
+#: console script -> (module with ``main()``, exit status of a stop during import)
+TOOLS = {"lens_node": ("lens_ros.ros.lens_node", 0), "speech_node": ("lens_ros.ros.speech_node", 0),
+         "lens-bag": ("lens_ros.ros.bag_cli", 130), "lens-eval": ("lens_ros.evaluation.cli", 130),
+         "lens-train": ("lens_ros.training.cli", 130)}
+
+
+def main(tool: str) -> int:
+    """Import ``tool``'s module with the import-time stop in place, then run its ``main()``."""
+    module, status = TOOLS[tool]
+    if tool == "lens-bag" and sys.argv[1:2] in (["play"], ["record"]):
+        status = 0
+
+    def _quit(signum, frame):
+        os._exit(status)
+
+    old = {sig: signal.signal(sig, _quit) for sig in (signal.SIGINT, signal.SIGTERM)}
+    entry = importlib.import_module(module).main
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+    return entry()
+
+
+def lens_node() -> int:
+    return main("lens_node")
+
+
+def speech_node() -> int:
+    return main("speech_node")
+
+
+def lens_bag() -> int:
+    return main("lens-bag")
+
+
+def lens_eval() -> int:
+    return main("lens-eval")
+
+
+def lens_train() -> int:
+    return main("lens-train")
+
+
+if __name__ == "__main__":  # python -m lens_ros.startup TOOL [args...]
+    name = sys.argv.pop(1)
+    sys.exit(main(name))
