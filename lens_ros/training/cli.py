@@ -70,7 +70,13 @@ def parse_stage_args(stage: str, config_files: list[str], rest: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lens-train``; SIGINT/SIGTERM end it with 130 (``lens_ros.interrupts``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_batch("lens-train", lambda: _main(argv), "checkpoints so far are in the output "
+                     "directory; re-run with --resume_from_checkpoint to go on")
+
+
+def _main(argv: list[str]) -> int:
     args, rest = make_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "plot":
@@ -102,16 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, yaml.YAMLError) as err:
         print(f"lens-train {args.command}: {err}", file=sys.stderr)
         return 2
-    return run_batch(f"lens-train {args.command}",
-                     lambda: _train(args.command, model_args, data_cfg, train_args),
-                     "checkpoints so far are in the output directory; re-run with "
-                     "--resume_from_checkpoint to go on")
-
-
-def _train(command, model_args, data_cfg, train_args) -> int:
     from lens_ros.training.runner import run
 
-    trainer = run(command, model_args, data_cfg, train_args)
+    trainer = run(args.command, model_args, data_cfg, train_args)
     if trainer.accelerator.is_main_process:
         print(f"done: {trainer.state.global_step} steps; checkpoints and metrics in "
               f"{Path(train_args.output_dir)}")
