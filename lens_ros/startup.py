@@ -33,7 +33,14 @@ def main(tool: str) -> int:
     entry = importlib.import_module(module).main
     for sig, handler in old.items():
         signal.signal(sig, handler)
-    return entry()
+    code = entry()
+    if code == 130:  # an interrupted batch job, already cleaned up: exit with exactly that (a
+        # Ctrl-C that escaped code run by an extension while importing would otherwise make
+        # the interpreter re-raise SIGINT at exit)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def lens_node() -> int:
