@@ -60,8 +60,8 @@ def _ros(name: str, body) -> int:
         if not stopped_by_signal(err):
             raise
     finally:
-        if executor is not None:
-            release_quietly(executor.shutdown)
+        if executor is not None:  # bounded: a callback cut by the signal never completes
+            release_quietly(lambda: executor.shutdown(timeout_sec=2.0))
         if node is not None:
             release_quietly(node.destroy_node)
         release_quietly(rclpy.try_shutdown)
