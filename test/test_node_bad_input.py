@@ -107,7 +107,12 @@ def test_bad_command_gives_bad_command_with_reason(node, case):
     c.publish_frame(make_image(16, 16, stamp=(20, 0)))
     res = next_result(c, lambda: BAD_COMMANDS[case](c))
     assert res.status == R.STATUS_BAD_COMMAND, (case, res.error)
-    assert res.error
+    assert REASONS[case] in res.error, (case, res.error)  # each refusal names its own cause
+
+
+REASONS = {"empty": "empty", "whitespace only": "empty", "over-long": "max_command_chars",
+           "invalid UTF-8 bytes": "not valid UTF-8", "control characters": "control character",
+           "special-token injection": "special tokens"}
 
 
 def test_model_exception_gives_model_error_and_node_recovers(node):
