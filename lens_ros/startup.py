@@ -5,7 +5,8 @@ otherwise print a ``KeyboardInterrupt`` traceback (or die by the signal). Here t
 the process at once with the tool's stop status (0 for nodes and ``lens-bag play|record``, 130
 for the batch jobs) - nothing has been written yet - and once the tool's module is imported
 the usual handlers are back: rclpy's for the nodes, ``lens_ros.interrupts`` for batch jobs.
-This module imports nothing heavy.
+Batch jobs import torch and the model code (:data:`PRELOAD`) in that window too. This module
+imports nothing heavy itself.
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import os
 import signal
 import sys
 
+#: what the batch jobs import while a stop still ends the process at once: a KeyboardInterrupt
+#: raised inside torch's C++ import code aborts the process instead of unwinding
+PRELOAD = ("lens_ros.model",)
 #: console script -> (module with ``main()``, exit status of a stop during import)
 TOOLS = {"lens_node": ("lens_ros.ros.lens_node", 0), "speech_node": ("lens_ros.ros.speech_node", 0),
          "lens-bag": ("lens_ros.ros.bag_cli", 130), "lens-eval": ("lens_ros.evaluation.cli", 130),
@@ -31,6 +35,9 @@ def main(tool: str) -> int:
 
     old = {sig: signal.signal(sig, _quit) for sig in (signal.SIGINT, signal.SIGTERM)}
     entry = importlib.import_module(module).main
+    if status == 130 and sys.argv[1:2] not in (["--help"], ["-h"]):
+        for name in PRELOAD:
+            importlib.import_module(name)
     for sig, handler in old.items():
         signal.signal(sig, handler)
     code = entry()
