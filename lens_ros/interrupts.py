@@ -30,13 +30,16 @@ def run_batch(name: str, job: Callable[[], int], resume_hint: str) -> int:
       job: the work; it must leave resumable state when interrupted at any point.
       resume_hint: how to go on, e.g. "re-run the same command to resume".
     """
+    old = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, _stop)
+        old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return job()
     except KeyboardInterrupt:
-        for sig in (signal.SIGINT, signal.SIGTERM):  # unwinding is over: nothing left to stop
+        for sig in old:  # unwinding is over: nothing left to stop
             signal.signal(sig, signal.SIG_IGN)
         print(f"{name}: interrupted; {resume_hint}", file=sys.stderr)
         return INTERRUPTED
+    finally:
+        for sig, handler in old.items():  # the caller's handlers again (tests call main())
+            signal.signal(sig, handler)

@@ -41,6 +41,8 @@ def main(tool: str) -> int:
     for sig, handler in old.items():
         signal.signal(sig, handler)
     code = entry()
+    for sig in old:  # finished: a late signal must not interrupt the interpreter's exit
+        signal.signal(sig, signal.SIG_IGN)
     if code == 130:  # an interrupted batch job, already cleaned up: exit with exactly that (a
         # Ctrl-C that escaped code run by an extension while importing would otherwise make
         # the interpreter re-raise SIGINT at exit)
