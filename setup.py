@@ -15,11 +15,11 @@ setup(
     package_data={"lens_ros": ["py.typed"], "lens_ros.ros.console": ["static/*"]},
     entry_points={
         "console_scripts": [
-            "lens_node = lens_ros.ros.lens_node:main",
-            "speech_node = lens_ros.ros.speech_node:main",
-            "lens-train = lens_ros.training.cli:main",
-            "lens-eval = lens_ros.evaluation.cli:main",
-            "lens-bag = lens_ros.ros.bag_cli:main",
+            "lens_node = lens_ros.startup:lens_node",
+            "speech_node = lens_ros.startup:speech_node",
+            "lens-train = lens_ros.startup:lens_train",
+            "lens-eval = lens_ros.startup:lens_eval",
+            "lens-bag = lens_ros.startup:lens_bag",
             "lens-demo = lens_ros.demo.cli:main",
             "lens-say = lens_ros.ros.say:main",
             "lens-camera = lens_ros.ros.camera:main",

@@ -52,6 +52,25 @@ class BadCommandError(LensError, ValueError):
     status = Status.BAD_COMMAND
 
 
+def check_command_characters(command: str) -> str:
+    """``command`` unchanged, or ``BadCommandError`` naming the first character that no command
+    may hold: U+FFFD (bytes that were not UTF-8: rclpy decodes them with "replace") or a control
+    character (C0 other than tab/newline/carriage return, DEL, C1).
+
+    The one character check of a command, shared by ``LensSegmenter.check_command`` (so by
+    lens_node, its action and ``lens-bag run``) and the fixed ``lens-bag run --command``.
+    """
+    for i, ch in enumerate(command):
+        if ch == "\ufffd":
+            raise BadCommandError(f"command is not valid UTF-8 text (U+FFFD replacement "
+                                  f"character at position {i}); publish UTF-8 encoded text")
+        code = ord(ch)
+        if (code < 32 and ch not in "\t\n\r") or 127 <= code < 160:
+            raise BadCommandError(f"command holds the control character {ch!r} at position {i}; "
+                                  "send printable text (tab and newline are allowed)")
+    return command
+
+
 class ModelError(LensError, RuntimeError):
     """Raised when the model fails or produces output that cannot be used."""
 

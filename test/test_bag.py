@@ -182,6 +182,9 @@ class Interrupting:
     def set_image(self, rgb):
         self.inner.set_image(rgb)
 
+    def check_command(self, command):
+        return self.inner.check_command(command)
+
     def segment(self, command, reasoning=None):
         self.calls += 1
         if self.calls == self.stop_at:
@@ -195,7 +198,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, segmenter):
     cfg = RunConfig(command_topic="/command", image_topic="/camera/image")
     with pytest.raises(KeyboardInterrupt):
         BagRunner(Interrupting(segmenter, stop_at=13), cfg, progress=False).run(bag, out)
-    assert not (out / "bag").exists() and (out / "bag.partial").exists()
+    assert not (out / "bag").exists() and (out / "partial" / "bag").exists()
     first = [json.loads(x) for x in open(out / "frames.jsonl")]
     assert [r["frame"] for r in first] == list(range(13))  # 12 computed + the corrupted frame
 
@@ -207,7 +210,8 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, segmenter):
     assert sorted(r["frame"] for r in recs) == list(range(N_FRAMES))
     assert [r["time"] for r in recs[:13]] == [r["time"] for r in first]
     results = read_bag(out / "bag")["/lens/result"]
-    assert len(results) == N_FRAMES and not (out / "bag.partial").exists()
+    assert len(results) == N_FRAMES and not (out / "partial").exists()
+    assert not list((out / "bag").glob("*partial*"))  # the finished bag's files are bag.*
     assert results[CORRUPT_FRAME][1].status == Status.BAD_IMAGE
 
     with pytest.raises(OSError, match="other settings"):  # same output, other settings: refused

@@ -141,7 +141,7 @@ def test_default_launch_starts_lens_node_from_a_console_script_with_its_params_f
     kw = node.kwargs
     assert kw["package"] == "lens_ros" and kw["name"] == "lens_node"
     module = _console_scripts().get(kw["executable"])
-    assert module == "lens_ros.ros.lens_node:main"
+    assert module == "lens_ros.startup:lens_node"  # imports lens_ros.ros.lens_node, runs main
     importlib.import_module(module.split(":")[0])  # the entry point's module imports
     params_file = kw["parameters"][0]
     assert Path(params_file).is_file() and _has_ros_parameters(params_file, "lens_node")
@@ -168,7 +168,7 @@ def test_speech_node_starts_beside_lens_node_only_when_asked(launch_file):
     assert [n.kwargs["executable"] for n in evaluate()] == ["lens_node"]
     nodes = evaluate(with_speech="true", namespace="ops", command_topic="/operator/command")
     speech = next(n.kwargs for n in nodes if n.kwargs["executable"] == "speech_node")
-    assert _console_scripts().get("speech_node") == "lens_ros.ros.speech_node:main"
+    assert _console_scripts().get("speech_node") == "lens_ros.startup:speech_node"
     assert speech["namespace"] == "ops"
     assert dict(speech["remappings"]) == {"command": "/operator/command"}
     params_file = speech["parameters"][0]

@@ -24,7 +24,8 @@ def node(tiny_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("lens_node_e2e")
     ckpt = long_talker_checkpoint(tiny_model_dir, work)
     # reliable frames: these tests count on every frame arriving (the flood test uses the default)
-    params = {"model_path": str(ckpt), "max_new_tokens": SHORT, "image_reliability": "reliable"}
+    params = {"model_path": str(ckpt), "max_new_tokens": SHORT, "image_reliability": "reliable",
+              "diagnostics_period": 0.2}
     with running_node(work, params, "e2e_client") as node:
         yield node
 
@@ -37,8 +38,7 @@ def test_command_on_frame_gives_result_mask_and_reasoning_with_its_header(node):
     proc, c = node
     img = make_image(37, 53, stamp=(123, 456), frame_id="cam_e2e")
     n_masks, n_reasoning = len(c.masks), len(c.reasonings)
-    c.publish_image(img)
-    c.spin(0.2)
+    c.publish_frame(img)
     res = c.ask("the red mug")
     assert res.status == LensResult.STATUS_OK, res.error
     assert _same_header(res.header, img.header)
@@ -55,8 +55,7 @@ def test_command_on_frame_gives_result_mask_and_reasoning_with_its_header(node):
 def test_camera_encodings_are_converted(node, encoding):
     _, c = node
     img = make_image(30, 40, stamp=(7, len(encoding)), encoding=encoding, frame_id=encoding)
-    c.publish_image(img)
-    c.spin(0.1)
+    c.publish_frame(img)
     res = c.ask(f"the object in {encoding}")
     assert res.status == LensResult.STATUS_OK, res.error
     assert _same_header(res.header, img.header) and (res.mask.height, res.mask.width) == (30, 40)
@@ -64,16 +63,14 @@ def test_camera_encodings_are_converted(node, encoding):
 
 def test_debug_image_is_rendered_only_while_subscribed(node):
     _, c = node
-    c.publish_image(make_image(24, 32, stamp=(8, 1), frame_id="dbg"))
-    c.spin(0.1)
+    c.publish_frame(make_image(24, 32, stamp=(8, 1), frame_id="dbg"))
     c.ask("nobody watches")
-    c.spin(0.3)
+    c.fresh_diagnostic()  # an overlay would reach us before the node's next status
     assert c.debug == []
     c.watch_debug_image()
     assert c.spin_until(lambda: c._debug_sub.get_publisher_count() > 0, 10)
     img = make_image(24, 32, stamp=(8, 2), frame_id="dbg")
-    c.publish_image(img)
-    c.spin(0.1)
+    c.publish_frame(img)
     c.ask("somebody watches")
     assert c.spin_until(lambda: len(c.debug) > 0, 10)
     dbg = c.debug[-1][1]
@@ -98,8 +95,7 @@ def test_action_returns_result_and_feedback(node):
 def test_action_without_image_uses_newest_frame(node):
     _, c = node
     img = make_image(16, 20, stamp=(77, 1), frame_id="newest")
-    c.publish_image(img)
-    c.spin(0.2)
+    c.publish_frame(img)
     gh, _ = c.send_goal("anything", reasoning=c.Segment.Goal.REASONING_ON)
     r = c.wait_future(gh.get_result_async()).result.result
     assert r.status == LensResult.STATUS_OK and _same_header(r.header, img.header)
@@ -156,15 +152,15 @@ def test_without_preemption_goals_queue_and_all_succeed(node):
 
 def test_queue_overflow_answers_the_oldest_with_dropped(node):
     _, c = node
-    c.publish_image(make_image(32, 32, stamp=(9, 9)))
-    c.spin(0.1)
+    c.publish_frame(make_image(32, 32, stamp=(9, 9)))
     c.set_params(command_queue_size=2, max_new_tokens=60)
     try:
         names = [f"burst {i}" for i in range(8)]
         for name in names:
             c.command(name)
         assert c.spin_until(lambda: all(c.results_for(n) for n in names), 60)
-        c.spin(0.3)
+        total = len(c.results)  # a late duplicate would reach us before the node's next status
+        assert c.wait_counter("results", total) and c.fresh_diagnostic()
         statuses = [[r.status for r in c.results_for(n)] for n in names]
         assert all(len(s) == 1 for s in statuses), statuses  # exactly one result each
         flat = [s[0] for s in statuses]
@@ -180,32 +176,31 @@ def test_queue_overflow_answers_the_oldest_with_dropped(node):
 
 def test_continuous_mode_reruns_the_command_on_new_frames(node):
     _, c = node
-    c.publish_image(make_image(20, 20, stamp=(300, 0), frame_id="cont"))
-    c.spin(0.1)
+    c.publish_frame(make_image(20, 20, stamp=(300, 0), frame_id="cont"))
     assert all(r.successful for r in c.set_params(mode="continuous"))
     try:
         c.ask("follow me")
         stamps = []
         for i in range(1, 5):
-            c.publish_image(make_image(20, 20, stamp=(300, i), frame_id="cont"))
-            c.spin(0.4)
+            c.publish_frame(make_image(20, 20, stamp=(300, i), frame_id="cont"))
+            c.spin_until(lambda: any(r.header.stamp.nanosec == i  # noqa: B023
+                                     for r in c.results_for("follow me")), 10)
         stamps = {r.header.stamp.nanosec for r in c.results_for("follow me")}
         assert len(stamps & {1, 2, 3, 4}) >= 2, stamps  # re-run on later frames
     finally:
         c.set_params(mode="on_command")
-    c.spin(0.3)
-    before = len(c.results_for("follow me"))
-    c.publish_image(make_image(20, 20, stamp=(300, 9), frame_id="cont"))
-    c.spin(0.8)
-    assert len(c.results_for("follow me")) == before  # on_command: no more re-runs
+    results = int(c.fresh_diagnostic()["results"])  # a re-run in flight has finished by now
+    c.publish_frame(make_image(20, 20, stamp=(300, 9), frame_id="cont"))
+    c.fresh_diagnostic()
+    assert int(c.fresh_diagnostic()["results"]) == results  # on_command: no more re-runs
 
 
 def test_frame_older_than_max_age_gives_no_image(node):
     _, c = node
     c.set_params(frame_max_age=0.5)
     try:
-        c.publish_image(make_image(20, 20, stamp=(400, 0)))
-        c.spin(1.2)
+        c.publish_frame(make_image(20, 20, stamp=(400, 0)))
+        c.spin(0.8)  # the frame must age past frame_max_age: the one wait that is the test
         res = c.ask("stale frame")
         assert res.status == LensResult.STATUS_NO_IMAGE
         assert "frame_max_age" in res.error
@@ -228,8 +223,7 @@ def test_runtime_parameters_are_validated(node):
 
 def test_diagnostics_report_model_queue_and_counters(node):
     _, c = node
-    c.publish_image(make_image(20, 20, stamp=(500, 0)))
-    c.spin(0.1)
+    c.publish_frame(make_image(20, 20, stamp=(500, 0)))
     c.ask("count me")
     n = len(c.diagnostics)
     assert c.spin_until(lambda: len(c.diagnostics) > n + 1, 10)

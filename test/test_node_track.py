@@ -215,7 +215,7 @@ def test_node_tracks_and_publishes_target_point(tiny_model_dir, tracker_dir, seq
             return img
 
         first = frame(0, scene.depth)
-        c.spin(0.2)
+        assert c.wait_counter("frames_received", 1)
         res = c.ask("the cube")
         assert res.status == LensResult.STATUS_OK and res.has_point, res.error
         for i in range(1, 4):

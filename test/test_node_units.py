@@ -8,7 +8,8 @@ from diagnostic_msgs.msg import DiagnosticStatus
 
 from lens_ros.core import BadCommandError
 from lens_ros.ros.diagnostics import build_status
-from lens_ros.serving.requests import FrameBuffer, WorkerStats, check_decodable
+from lens_ros.core import check_command_characters
+from lens_ros.serving.requests import FrameBuffer, WorkerStats
 from lens_ros.visualize import BOX_COLOR, MASK_COLOR, overlay
 
 
@@ -31,15 +32,18 @@ def test_frame_buffer_counts_a_drop_only_for_an_unused_frame_replaced_while_busy
     assert buf.put("d", 4.0, busy=True) is False  # c was used
 
 
-@pytest.mark.parametrize("text", ["\ufffd\ufffd mug", "the \x00 mug", "\x07bell"])
-def test_undecodable_commands_are_refused(text):
-    with pytest.raises(BadCommandError, match="UTF-8"):
-        check_decodable(text)
+@pytest.mark.parametrize("text, reason", [("\ufffd\ufffd mug", "not valid UTF-8"),
+                                          ("the \x00 mug", "control character"),
+                                          ("\x07bell", "control character"),
+                                          ("del\x7f", "control character")])
+def test_undecodable_or_control_characters_are_refused_with_their_reason(text, reason):
+    with pytest.raises(BadCommandError, match=reason):
+        check_command_characters(text)
 
 
 def test_ordinary_commands_pass_unchanged():
     for text in ["the red mug", "la tasse à gauche", "左边的杯子", "line\nbreak\ttab"]:
-        assert check_decodable(text) == text
+        assert check_command_characters(text) == text
 
 
 def test_overlay_tints_the_mask_draws_the_box_and_keeps_the_input():

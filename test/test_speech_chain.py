@@ -22,8 +22,7 @@ def test_spoken_command_gives_a_lens_result_for_the_spoken_text(spawn, tiny_mode
         client.wait_active()
         probe.wait_listener(command_subscribers=2)  # the probe and lens_node
         img = make_image(48, 64, stamp=(77, 0), frame_id="cam_speech")
-        client.publish_image(img)
-        client.spin(0.3)
+        client.publish_frame(img)
         for k, row in enumerate(rows):
             probe.say(fixture_pcm(row), stamp=500.0 + 10 * k)
             text = row["text"]

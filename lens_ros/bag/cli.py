@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from lens_ros.bag.io import BagError
 from lens_ros.core import LensError
+from lens_ros.interrupts import run_batch
 
 
 def _add_run(sub) -> None:
@@ -106,11 +107,18 @@ def main(argv: list[str] | None = None, extra: dict[str, Subcommand] | None = No
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = make_parser(extra).parse_args(argv)
     handler = {"run": _run, **{name: run for name, (_, run) in (extra or {}).items()}}[args.cmd]
-    try:
-        return handler(args)
-    except (ValueError, BagError, LensError) as err:
-        print(f"lens-bag {args.cmd}: error: {err}", file=sys.stderr)
-        return 2
+
+    def job() -> int:
+        try:
+            return handler(args)
+        except (ValueError, BagError, LensError) as err:
+            print(f"lens-bag {args.cmd}: error: {err}", file=sys.stderr)
+            return 2
+
+    if args.cmd != "run":  # play and record stop on SIGINT/SIGTERM themselves, with 0
+        return job()
+    return run_batch("lens-bag run", job, "every finished frame is in frames.jsonl; re-run "
+                     "the same command to resume")
 
 
 if __name__ == "__main__":

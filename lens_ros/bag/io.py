@@ -102,6 +102,13 @@ def storage_of(path: str | Path) -> str:
     raise BagError(f"{path} holds no .mcap or .db3 file; is it a rosbag2 directory?")
 
 
+def _unreadable(path: Path, err: Exception) -> str:
+    """One line saying why a bag cannot be opened."""
+    why = " ".join(str(err).split())[:300]
+    return (f"{path} cannot be read as a rosbag2 ({type(err).__name__}: {why}); check its "
+            "metadata.yaml, or re-record the bag")
+
+
 class InputBag:
     """A rosbag2 directory opened for reading; messages come in bag-time order.
 
@@ -114,10 +121,16 @@ class InputBag:
             raise BagError(f"{self.path} is not a rosbag2 directory (no metadata.yaml); pass the "
                            "bag folder, not the .mcap/.db3 file inside it")
         self.typestore = make_typestore()
-        self._reader = Reader(self.path)
+        try:
+            self._reader = Reader(self.path)
+        except Exception as err:  # rosbags raises several types for a damaged metadata.yaml
+            raise BagError(_unreadable(self.path, err)) from None
 
     def __enter__(self) -> InputBag:
-        self._reader.open()
+        try:
+            self._reader.open()
+        except Exception as err:
+            raise BagError(_unreadable(self.path, err)) from None
         return self
 
     def __exit__(self, *exc) -> None:

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from rosbags.serde import SerdeError
 from tqdm import tqdm
 
 from lens_ros.bag.io import (COMPRESSED_IMAGE, IMAGE, LENS_RESULT, STRING, BagError, InputBag,
@@ -37,11 +36,12 @@ from lens_ros.bag.io import (COMPRESSED_IMAGE, IMAGE, LENS_RESULT, STRING, BagEr
 from lens_ros.bag.reports import VideoSink, record_to_segmentation, write_csv, write_strip
 from lens_ros.bag.speech_commands import (TRANSCRIPT, AudioCommandReader, assign_to_frames,
                                           load_recognizer, transcript_message)
-from lens_ros.core import BadImageError, LensError, Segmentation, Status
+from lens_ros.core import (BadCommandError, BadImageError, LensError, Segmentation, Status,
+                           check_command_characters)
 from lens_ros.evaluation.evaluator import read_records
 from lens_ros.data.masks import encode_rle
-from lens_ros.conversions.image import (compressed_to_rgb, image_to_rgb, make_header,
-                                           mask_to_image, rgb_to_image, stamp_to_ns)
+from lens_ros.bag.frames import decode_frame
+from lens_ros.conversions.image import make_header, mask_to_image, rgb_to_image, stamp_to_ns
 from lens_ros.conversions.result import segmentation_to_result
 from lens_ros.visualize import overlay
 
@@ -76,6 +76,11 @@ class RunConfig:
             raise ValueError("give exactly one command source: command_topic (a std_msgs/String "
                              "topic in the bag), command (a fixed text) or audio_topic (an "
                              "AudioChunk topic in the bag with spoken commands)")
+        if self.command is not None:
+            if not self.command.strip():
+                raise ValueError("--command is empty; give the text to segment, e.g. --command "
+                                 "'the red mug'")
+            check_command_characters(self.command)
         if self.speech_config and self.audio_topic is None:
             raise ValueError(f"speech_config={self.speech_config!r} needs audio_topic")
         if self.speech_config and not Path(self.speech_config).is_file():
@@ -101,27 +106,16 @@ def _pick_image_topic(bag: InputBag, wanted: str | None) -> tuple[str, str]:
             raise BagError(f"{wanted} is not an Image/CompressedImage topic of {bag.path}; "
                            f"image topics: {sorted(images)}")
         return wanted, images[wanted]
+    images = {t: mt for t, mt in images.items() if bag.topics[t][1] > 0}  # declared, never sent
     if len(images) > 1:  # a depth stream is not a camera image: leave it out of the default
         images = {t: mt for t, mt in images.items() if "depth" not in t.lower()} or images
+    if not images:
+        raise BagError(f"{bag.path} has no Image or CompressedImage topic with messages (topics: "
+                       f"{ {t: mt for t, (mt, _) in bag.topics.items()} }); nothing to segment")
     if len(images) != 1:
         raise BagError(f"{bag.path} has image topics {sorted(images)}; choose one with "
                        "--image-topic")
     return next(iter(images.items()))
-
-
-def decode_frame(bag: InputBag, conn, raw: bytes) -> tuple[object, np.ndarray]:
-    """(header, HxWx3 uint8 RGB) of one image message.
-
-    Raises:
-      BadImageError: the CDR cannot be deserialized or the image cannot be decoded.
-    """
-    try:
-        msg = bag.deserialize(raw, conn)
-    except SerdeError as err:
-        raise BadImageError(f"message on {conn.topic} could not be deserialized ({err}); "
-                            "the bag is damaged at this frame") from err
-    rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED_IMAGE else image_to_rgb(msg)
-    return msg.header, rgb
 
 
 class _Selector:
@@ -182,6 +176,9 @@ class BagRunner:
             return self.segmenter.segment(command, reasoning=self.cfg.reasoning)
         except LensError as err:
             return Segmentation.from_error(err, command, rgb.shape[:2])
+        except Exception as err:  # a model failure costs this frame a MODEL_ERROR, not the run
+            log.exception("model failed on frame with command %r", command)
+            return Segmentation.from_error(err, command, rgb.shape[:2])
         finally:
             self.model_s += time.perf_counter() - t0
 
@@ -190,8 +187,10 @@ class BagRunner:
         t_start = time.perf_counter()
         bag_path, out = Path(bag_path), Path(output_dir)
         done = {r["frame"]: r for r in self._check_resume(out, bag_path)}
-        partial = out / "bag.partial"
-        shutil.rmtree(partial, ignore_errors=True)  # an interrupted bag cannot be appended
+        # written as OUT/partial/bag (so its files are named bag.*), moved to OUT/bag when done
+        partial = out / "partial" / "bag"
+        shutil.rmtree(partial.parent, ignore_errors=True)  # an interrupted bag cannot be appended
+        partial.parent.mkdir()
         cfg = self.cfg
         with InputBag(bag_path) as bag:
             image_topic, _ = _pick_image_topic(bag, cfg.image_topic)
@@ -227,7 +226,7 @@ class BagRunner:
                     if conn.topic == cfg.command_topic:
                         try:
                             command = bag.deserialize(raw, conn).data
-                        except SerdeError as err:
+                        except Exception as err:  # a damaged command message
                             log.warning("unreadable command at %d ns skipped (%s)", t_ns, err)
                         continue
                     if conn.topic != image_topic:
@@ -252,6 +251,7 @@ class BagRunner:
         final = out / "bag"
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
+        partial.parent.rmdir()
         return self._finish(out, bag_path, records, strip, video, time.perf_counter() - t_start,
                             reused=sum(1 for r in records if r["frame"] in done),
                             extra=self._speech_summary(out, spoken) if cfg.audio_topic else {})
@@ -309,21 +309,35 @@ class BagRunner:
                 "transcripts": str(out / "transcripts.jsonl")}
 
     def _frame(self, bag, conn, t_ns, raw, index, command, select, old):
-        """(record, segmentation or None, header, rgb or None) of one image message."""
+        """(record, segmentation or None, header, rgb or None) of one image message.
+
+        The header is the message's own whenever it can be read (also for bad pixels), else one
+        stamped with the bag time. ``command`` None: none yet (SKIPPED); an invalid one (empty,
+        control characters, ...) is answered BAD_COMMAND as lens_node does.
+        """
         t0 = time.perf_counter()
-        header, rgb, err = make_header(self.types, t_ns), None, None
+        header, rgb, err = None, None, None
         try:
             header, rgb = decode_frame(bag, conn, raw)
         except BadImageError as e:
-            err = e
+            err, header = e, getattr(e, "header", None)
+        if header is None or isinstance(header, tuple):
+            stamp_ns, frame_id = header if header is not None else (t_ns, "")
+            header = make_header(self.types, stamp_ns, frame_id)
         conv_ms = (time.perf_counter() - t0) * 1e3
         stamp = stamp_to_ns(header)
-        selected = bool(command) and select(index, t_ns)  # before reuse: keeps the selector state
+        selected = command is not None and select(index, t_ns)  # before reuse: selector state
         if old is not None:  # resumed: the record decides, the model is not called
             return old, record_to_segmentation(old), header, rgb
         if not selected:
-            reason = "not selected" if command else "no command yet"
+            reason = "not selected" if command is not None else "no command yet"
             return _record(index, t_ns, stamp, command, None, reason, conv_ms), None, header, rgb
+        try:
+            command = self.segmenter.check_command(command)
+        except BadCommandError as e:
+            seg = Segmentation.from_error(e, command if isinstance(command, str) else "",
+                                          rgb.shape[:2] if rgb is not None else (0, 0))
+            return _record(index, t_ns, stamp, command, seg, conv_ms=conv_ms), seg, header, rgb
         if err is not None:
             seg = Segmentation.from_error(err, command)
             return _record(index, t_ns, stamp, command, seg, conv_ms=conv_ms), seg, header, rgb

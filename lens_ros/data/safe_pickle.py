@@ -21,12 +21,23 @@ from typing import Any, BinaryIO
 
 from lens_ros.core import LensError
 
+def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as protocols 0-2 use it for bytes: (str, "latin1"); nothing else."""
+    if not isinstance(obj, str) or not isinstance(encoding, str) \
+            or encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591") \
+            or errors != "strict":
+        raise UnsafePickleError(f"the pickle calls _codecs.encode({type(obj).__name__}, "
+                                f"{encoding!r}, {errors!r}); dataset pickles only use it as "
+                                "encode(str, 'latin1') for bytes")
+    return codecs.encode(obj, "latin-1")
+
+
 #: (module, name) -> object a dataset pickle may reference (Python 3 and Python 2 spellings).
 ALLOWED_GLOBALS = {
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("_codecs", "encode"): codecs.encode,  # how protocols 0-2 write Python 3 bytes
+    ("_codecs", "encode"): _latin1_encode,  # how protocols 0-2 write Python 3 bytes
 }
 
 
@@ -64,11 +75,13 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
     """Unpickle ``data`` with :class:`RestrictedUnpickler`; raises :class:`UnsafePickleError`."""
     try:
         return RestrictedUnpickler(io.BytesIO(data), source).load()
-    except UnsafePickleError:
+    except UnsafePickleError as err:
+        if not str(err).startswith(source):
+            raise UnsafePickleError(f"{source}: {err}") from None
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise UnsafePickleError(f"{source}: not a readable pickle ({err}); download it "
-                                "again") from err
+    except Exception as err:  # a malformed pickle can raise nearly any type: one error type out
+        raise UnsafePickleError(f"{source}: not a readable pickle ({type(err).__name__}: "
+                                f"{err}); download it again") from None
 
 
 def safe_load(path: str | os.PathLike) -> Any:

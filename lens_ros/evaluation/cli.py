@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lens_ros.configuration import build_config, read_yaml_mappings
 from lens_ros.core import LensError
+from lens_ros.interrupts import run_batch
 from lens_ros.evaluation.evaluator import Evaluator
 from lens_ros.evaluation.fingerprint import model_fingerprint
 from lens_ros.evaluation.refcoco import PAPER_SPLITS, load_split, parse_split
@@ -149,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lens-eval``; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = make_parser().parse_args(argv)
+    return run_batch("lens-eval", lambda: _evaluate(args), "finished references are in "
+                     "OUT/records; re-run the same command to resume")
+
+
+def _evaluate(args) -> int:
     try:
         cfg = config_from_args(args)
         report = run(cfg, load_segmenter(cfg.model, cfg.device, cfg.dtype,

@@ -22,6 +22,27 @@ IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
 
 
+#: the largest long-side / short-side ratio a frame may have (the Qwen2.5-VL processor's limit)
+MAX_ASPECT = 200
+
+
+def check_frame_shape(height: int, width: int) -> None:
+    """The one shape policy for frames given to the model: ``BadImageError`` unless served.
+
+    Every frame with both sides >= 1 pixel and an aspect ratio (long / short side) of at most
+    :data:`MAX_ASPECT` is served: :func:`smart_resize` fits it into what the processor accepts.
+    ``LensSegmenter.set_image`` applies it, so the node, its action, ``lens-bag run`` and
+    ``lens-eval`` refuse the same frames with the same reason (``BAD_IMAGE``); a pixel-count limit
+    (the node's ``max_image_pixels``) is the caller's.
+    """
+    if height <= 0 or width <= 0:
+        raise BadImageError(f"image is empty: {width}x{height} pixels (width x height)")
+    ratio = max(height, width) / min(height, width)
+    if ratio > MAX_ASPECT:
+        raise BadImageError(f"image of {width}x{height} pixels (width x height) has aspect ratio "
+                            f"{ratio:.0f}, more than {MAX_ASPECT}; crop it first")
+
+
 def to_rgb_array(image) -> np.ndarray:
     """Check and convert a frame to an HxWx3 uint8 RGB array (a new C-contiguous array).
 
@@ -44,12 +65,7 @@ def to_rgb_array(image) -> np.ndarray:
         image = image[:, :, :3]
     if image.ndim != 3 or image.shape[2] != 3:
         raise BadImageError(f"image shape must be HxW, HxWx1, HxWx3 or HxWx4, got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise BadImageError(f"image is empty: shape {image.shape}")
-    ratio = max(image.shape[:2]) / min(image.shape[:2])
-    if ratio > 200:
-        raise BadImageError(f"image aspect ratio {ratio:.0f} exceeds 200 (shape {image.shape}); "
-                            "crop it first")
+    check_frame_shape(image.shape[0], image.shape[1])
     return np.ascontiguousarray(image)
 
 
@@ -57,8 +73,15 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 31
                  max_pixels: int = 1_000_000) -> tuple[int, int]:
     """``qwen_vl_utils.smart_resize``: (h, w) multiples of ``factor``, area in [min, max].
 
+    For thin frames (one side near or below ``factor``) the reference formula can return an
+    area above ``max_pixels`` or an aspect ratio above :data:`MAX_ASPECT` (the short side is
+    clamped up to ``factor``); the long side is then cut so that the result stays inside both,
+    which makes the processor's own resize a no-op. Other shapes get the reference result.
+
     >>> smart_resize(480, 640)
     (476, 644)
+    >>> smart_resize(5, 1000, max_pixels=112 * 112)
+    (28, 448)
     """
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
@@ -70,6 +93,11 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 31
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
+    short, long_ = min(h_bar, w_bar), max(h_bar, w_bar)
+    cap = min(MAX_ASPECT * short, max_pixels // short)  # longest side allowed with this short one
+    if long_ > cap:
+        long_ = max(factor, cap // factor * factor)
+        h_bar, w_bar = (short, long_) if h_bar <= w_bar else (long_, short)
     return h_bar, w_bar
 
 
@@ -147,9 +175,10 @@ def prepare_llm_image(rgb: np.ndarray, processor, factor: int = 28,
     grid = out["image_grid_thw"]
     patch = int(getattr(processor.image_processor, "patch_size", 14))
     if (int(grid[0, 1]) * patch, int(grid[0, 2]) * patch) != (h, w):
-        raise ValueError(f"the image processor resized {w}x{h} again to "
-                         f"{int(grid[0, 2]) * patch}x{int(grid[0, 1]) * patch}; its size bounds "
-                         f"{lo}..{hi} do not contain the smart_resize result")
+        raise BadImageError(f"the image processor resized {w}x{h} again to "
+                            f"{int(grid[0, 2]) * patch}x{int(grid[0, 1]) * patch}; its size "
+                            f"bounds {lo}..{hi} do not contain the smart_resize result "
+                            f"of {rgb.shape[1]}x{rgb.shape[0]}")
     merge = int(getattr(processor.image_processor, "merge_size", 2))
     return LlmImage(pixel_values=out["pixel_values"], image_grid_thw=grid, resized_hw=(h, w),
                     num_tokens=int(grid.prod().item()) // merge ** 2)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lens_ros.core import (BadCommandError, CanceledError, LensError, ModelError, NotReadyError,
-                    Segmentation, Status, Timings)
+                           Segmentation, Status, Timings, check_command_characters)
 from lens_ros.model.answers import parse_answer, rescale_box
 from lens_ros.model.build import load_checkpoint
 from lens_ros.model.config import InferenceConfig
@@ -180,7 +180,8 @@ class LensSegmenter:
 
     # ---- commands ----------------------------------------------------------------------------
     def check_command(self, command) -> str:
-        """The trimmed command, or BadCommandError (not text, empty, too long)."""
+        """The trimmed command, or BadCommandError (not text, empty, too long, special tokens,
+        control characters or undecodable bytes: see ``core.check_command_characters``)."""
         if isinstance(command, bytes):
             try:
                 command = command.decode("utf-8")
@@ -197,7 +198,7 @@ class LensSegmenter:
                                   "it or raise the limit")
         if "<|" in text:
             raise BadCommandError("command contains '<|', which would inject special tokens")
-        return text
+        return check_command_characters(text)
 
     def segment(self, command: str, reasoning: bool | None = None,
                 stream: Callable[[str], None] | None = None,

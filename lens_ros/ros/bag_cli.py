@@ -44,21 +44,27 @@ def _add_record(sub) -> None:
 def _ros(name: str, body) -> int:
     """Run ``body(node, spin_once)`` inside rclpy; Ctrl-C ends it cleanly."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
+    from lens_ros.ros.node_main import release_quietly, stopped_by_signal
+
     rclpy.init()
-    node = Node(name)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    node = executor = None
     try:
+        node = Node(name)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         body(node, lambda timeout: executor.spin_once(timeout_sec=timeout))
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    except BaseException as err:  # noqa: B036 - a stop may surface as any rclpy error
+        if not stopped_by_signal(err):
+            raise
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        if executor is not None:  # bounded: a callback cut by the signal never completes
+            release_quietly(lambda: executor.shutdown(timeout_sec=2.0))
+        if node is not None:
+            release_quietly(node.destroy_node)
+        release_quietly(rclpy.try_shutdown)
     return 0
 
 

@@ -25,25 +25,47 @@ def run_lifecycle_node(make_node: Callable[[], object], name: str, config_hint: 
       num_threads: threads of the MultiThreadedExecutor.
     """
     rclpy.init(args=args)
+    node = executor = None
     try:
-        node = make_node()
-    except (InvalidParameterTypeException, InvalidParameterValueException) as err:
-        print(f"{name}: {err}; fix the parameter ({config_hint} documents each one)",
-              file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=num_threads)
-    executor.add_node(node)
-    try:
+        try:
+            node = make_node()
+        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            print(f"{name}: {err}; fix the parameter ({config_hint} documents each one)",
+                  file=sys.stderr)
+            return 2
+        executor = MultiThreadedExecutor(num_threads=num_threads)
+        executor.add_node(node)
         if node.get_parameter("autostart").value:
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 node.trigger_activate()
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    except BaseException as err:  # noqa: B036 - a stop may surface as any rclpy error
+        if not stopped_by_signal(err):
+            raise
     finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        if node is not None:
+            release_quietly(node.close)
+        if executor is not None:
+            release_quietly(executor.shutdown)
+        if node is not None:
+            release_quietly(node.destroy_node)
+        release_quietly(rclpy.try_shutdown)
     return 0
+
+
+def stopped_by_signal(err: BaseException) -> bool:
+    """True when ``err`` is how a SIGINT/SIGTERM stop surfaced: Ctrl-C itself, the executor's
+    shutdown, or any rclpy error raised because the context was shut down under a running
+    transition or wait set (e.g. "failed to initialize wait set: the given context is not
+    valid")."""
+    return isinstance(err, (KeyboardInterrupt, ExternalShutdownException)) or not rclpy.ok()
+
+
+def release_quietly(step: Callable[[], object]) -> None:
+    """One release step at exit; after a stop the context may be gone under it (nothing left
+    to release then), and a second Ctrl-C must not turn the stop into a traceback."""
+    try:
+        step()
+    except BaseException as err:  # noqa: B036
+        if not stopped_by_signal(err):
+            raise

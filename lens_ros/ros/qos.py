@@ -7,6 +7,12 @@ overflow with ``DROPPED``, so every command that reached it gets exactly one ``r
 publisher with a shallower history (e.g. the default depth 10) can still lose commands of a
 burst before they reach the node: publish with :data:`COMMAND_QOS` (or use the ``segment``
 action, which is lossless by construction: each goal is acknowledged).
+
+The answers keep the same depth: a burst of commands is answered by a burst of ``DROPPED``
+results, and ``result`` with a shallow history would lose those on the way out. Subscribe to
+``result`` with :data:`RESULT_QOS` to receive every answer. (DDS drops a sample from the
+writer's history once every reliable reader has acknowledged it, so the depth costs memory only
+while a reader lags.)
 """
 from __future__ import annotations
 
@@ -20,9 +26,10 @@ COMMAND_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE,
                          history=HistoryPolicy.KEEP_LAST, depth=COMMAND_HISTORY)
 
-#: outputs (``result``, ``mask``, ``reasoning``, ``target_point``, transcripts): reliable, last 10
+#: outputs (``result``, ``mask``, ``reasoning``, ``target_point``, transcripts): reliable, keep
+#: last :data:`COMMAND_HISTORY`, so the answers of a whole burst reach a subscriber that uses it
 RESULT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                        depth=10)
+                        depth=COMMAND_HISTORY)
 
 #: ``audio`` (AudioChunk): reliable, ~50 s of 100 ms chunks, so a burst (a bag replayed fast)
 #: or a busy executor loses nothing

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lens_ros.core import BadCommandError, Segmentation, Status
+from lens_ros.core import Segmentation, Status
 
 #: Statuses that count as an error in the diagnostics (a request that could not be served).
 ERROR_STATUSES = frozenset(Status) - {Status.OK, Status.NO_TARGET, Status.TRACKED,
@@ -77,21 +77,6 @@ class WorkerStats:
     last_overhead_ms: float = 0.0  #: decode + publish of the last result (total - model)
     last_error: str = ""
     last_result_error: bool = False  #: the most recent result had an error status
-
-
-def check_decodable(command: str) -> str:
-    """``command`` unchanged, or ``BadCommandError`` if it holds undecodable bytes.
-
-    rclpy decodes invalid UTF-8 with "replace", so such input arrives as U+FFFD; C0 control
-    characters other than tab/newline are refused too. Emptiness, length and special tokens are
-    checked by ``LensSegmenter.check_command``.
-    """
-    bad = next((i for i, ch in enumerate(command)
-                if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r")), None)
-    if bad is not None:
-        raise BadCommandError(f"command is not valid UTF-8 text (character {command[bad]!r} at "
-                              f"position {bad}); publish UTF-8 encoded text")
-    return command
 
 
 class FrameBuffer:

@@ -20,7 +20,7 @@ from lens_ros.core import BadCommandError, CanceledError, LensError, Segmentatio
 from lens_ros.serving.mode_registry import MODE_POLICIES
 from lens_ros.serving.modes import Job, ModePolicy
 from lens_ros.serving.requests import (ERROR_STATUSES, Frame, FrameBuffer, Outcome, Request,
-                                   WorkerStats, check_decodable)
+                                       WorkerStats)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class InferenceWorker:
         with self._stats_lock:
             self.stats.commands_received += 1
         try:
-            req.command = check_decodable(self.segmenter.check_command(req.command))
+            req.command = self.segmenter.check_command(req.command)
         except BadCommandError as err:
             self._finish(Outcome(req, Segmentation.from_error(err, req.command.strip()
                                                                if isinstance(req.command, str)

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from lens_ros.configuration import read_yaml_mappings
+from lens_ros.interrupts import run_batch
 
 #: dataclasses parsed by each training subcommand (imported lazily: torch/TRL are slow to load)
 STAGES = {"stage1": "LensStage1Config", "grpo": "LensGRPOConfig"}
@@ -79,7 +80,13 @@ def parse_stage_args(stage: str, config_files: list[str], rest: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lens-train``; SIGINT/SIGTERM end it with 130 (``lens_ros.interrupts``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_batch("lens-train", lambda: _main(argv), "checkpoints so far are in the output "
+                     "directory; re-run with --resume_from_checkpoint to go on")
+
+
+def _main(argv: list[str]) -> int:
     args, rest = make_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "plot":

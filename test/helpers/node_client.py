@@ -135,11 +135,17 @@ class NodeClient(ProbeNode):
 
         self.image_pub = self.node.create_publisher(
             Image, f"{prefix}image", qos_profile_sensor_data if camera_qos else reliable)
-        self.command_pub = self.node.create_publisher(String, f"{prefix}command", reliable)
+        from lens_ros.ros.qos import COMMAND_QOS
+
+        # the documented publisher profile: a burst reaches the node whole
+        self.command_pub = self.node.create_publisher(String, f"{prefix}command", COMMAND_QOS)
         # every output as (receive time, message)
         self.results, self.masks, self.reasonings, self.debug = [], [], [], []
+        self.frames_sent = 0  #: frames this client published (the node counts what it received)
         self.diagnostics = []
-        self._record(LensResult, f"{prefix}result", self.results, reliable)
+        from lens_ros.ros.qos import RESULT_QOS
+
+        self._record(LensResult, f"{prefix}result", self.results, RESULT_QOS)
         self._record(Image, f"{prefix}mask", self.masks, reliable)
         self._record(String, f"{prefix}reasoning", self.reasonings, reliable)
         self._record(DiagnosticArray, "/diagnostics", self.diagnostics, reliable)
@@ -220,6 +226,30 @@ class NodeClient(ProbeNode):
     # -- topics -------------------------------------------------------------------------------
     def publish_image(self, msg) -> None:
         self.image_pub.publish(msg)
+        self.frames_sent += 1
+
+    def counter(self, key: str) -> int:
+        """An integer counter of the node's newest /diagnostics status (-1 before the first)."""
+        return int(self.latest_diagnostic().get(key, -1))
+
+    def wait_counter(self, key: str, at_least: int, timeout: float = 20.0) -> bool:
+        """Spin until the node's counter ``key`` reaches ``at_least``."""
+        return self.spin_until(lambda: self.counter(key) >= at_least, timeout)
+
+    def fresh_diagnostic(self, timeout: float = 20.0) -> dict:
+        """Wait for the node's next /diagnostics message and return its key/values."""
+        n = len(self.diagnostics)
+        assert self.spin_until(lambda: len(self.diagnostics) > n and self.latest_diagnostic(),
+                               timeout), "no /diagnostics from lens_node"
+        return self.latest_diagnostic()
+
+    def publish_frame(self, msg, timeout: float = 20.0) -> None:
+        """Publish a frame and wait until the node counted it (``frames_received`` on
+        /diagnostics grew past its value before the publish)."""
+        base = int(self.fresh_diagnostic(timeout).get("frames_received", 0))
+        self.publish_image(msg)
+        assert self.wait_counter("frames_received", base + 1, timeout), \
+            f"the node did not count the frame ({self.counter('frames_received')} <= {base})"
 
     def command(self, text: str) -> None:
         from std_msgs.msg import String
