@@ -79,13 +79,21 @@ function connect() {
   });
   es.addEventListener("goal", (e) => {
     const g = JSON.parse(e.data);
-    if (g.goal !== activeGoal) return;
-    $("stage").textContent = g.state + (g.result ? " · " + g.result.status : "");
-    if (g.result && g.result.reasoning) $("reasoning").textContent = g.result.reasoning;
-    if (g.result && g.result.error) $("reasoning").textContent += "\n" + g.result.error;
-    activeGoal = null;
-    $("cancel").disabled = true;
+    // a fast answer can arrive before the POST that sent the goal has returned its id
+    endedGoals.set(g.goal, g);
+    if (endedGoals.size > 50) endedGoals.delete(endedGoals.keys().next().value);
+    if (g.goal === activeGoal) showGoalEnd(g);
   });
+}
+
+const endedGoals = new Map();
+
+function showGoalEnd(g) {
+  $("stage").textContent = g.state + (g.result ? " · " + g.result.status : "");
+  if (g.result && g.result.reasoning) $("reasoning").textContent = g.result.reasoning;
+  if (g.result && g.result.error) $("reasoning").textContent += "\n" + g.result.error;
+  activeGoal = null;
+  $("cancel").disabled = true;
 }
 
 function setServer(ready) {
@@ -104,6 +112,7 @@ $("ask").addEventListener("submit", async (ev) => {
     activeGoal = r.goal;
     $("cancel").disabled = false;
     setServer(true);
+    if (endedGoals.has(r.goal)) showGoalEnd(endedGoals.get(r.goal));
   } catch (e) {
     $("stage").textContent = "not sent";
     $("reasoning").textContent = e.message;
