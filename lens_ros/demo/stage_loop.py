@@ -102,27 +102,16 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def load_start(cfg_init: str, preset: str):
-    """(model fp32 train mode on the CPU, processor, InferenceConfig) from a checkpoint or a
-    preset."""
+    """(model fp32 train mode on the CPU, processor, InferenceConfig) from a checkpoint or, when
+    ``cfg_init`` is empty, from ``preset``'s random weights drawn from the current (seeded) RNG."""
     from lens_ros.model.build import load_checkpoint
-    from lens_ros.model.config import InferenceConfig
-    from lens_ros.model.presets import build_lens, get_preset
-    from lens_ros.model.processing import build_processor
+    from lens_ros.model.presets import build_preset
 
     if cfg_init:
         ck = load_checkpoint(cfg_init, torch.device("cpu"), torch.float32)
         return ck.model.train(), ck.processor, ck.inference
-    p = get_preset(preset)
-    cfg = p.config()
-    tok = p.make_tokenizer()
-    model = build_lens(cfg)
-    gen = model.generation_config
-    gen.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id]
-    gen.pad_token_id = gen.bos_token_id = tok.pad_token_id
-    proc = build_processor(tok, cfg.processing.min_pixels, cfg.processing.max_pixels,
-                           cfg.vision_config["patch_size"],
-                           cfg.vision_config["spatial_merge_size"])
-    return model.train(), proc, InferenceConfig().replace(**p.inference)
+    model, processor, inference = build_preset(preset, seed=None)
+    return model.train(), processor, inference
 
 
 def save(model, processor, inference, directory: Path, fp16: bool = False) -> None:

@@ -211,10 +211,14 @@ def build_lens(config: str | LensConfig, device: str | torch.device | None = Non
     return model.eval()
 
 
-def save_preset_checkpoint(name: str, directory: str | Path, seed: int = 0) -> Path:
-    """Write a random-weight checkpoint of preset ``name`` (config, safetensors, tokenizer,
-    processor, generation and inference configs) to ``directory``; returns it as a Path."""
-    from lens_ros.model.checkpoints import save_checkpoint
+def build_preset(name: str, seed: int | None = 0):
+    """A random-weight model of preset ``name`` with its processor and inference defaults.
+
+    Returns (LensModel in eval mode, ImageOnlyQwen2_5_VLProcessor, InferenceConfig). The
+    generation config stops on ``<|im_end|>`` or ``<|endoftext|>`` and pads with
+    ``<|endoftext|>``, as Qwen2.5-VL releases do. ``seed`` seeds torch first (None: use the
+    current RNG state). Raises ValueError for a preset without a local tokenizer.
+    """
     from lens_ros.model.config import InferenceConfig
     from lens_ros.model.processing import build_processor
 
@@ -226,14 +230,21 @@ def save_preset_checkpoint(name: str, directory: str | Path, seed: int = 0) -> P
     cfg = preset.config()
     _check_tokenizer(tokenizer, cfg)
     model = build_lens(cfg, seed=seed)
-    # stop on <|im_end|> or <|endoftext|> and pad with <|endoftext|>, as Qwen2.5-VL releases do
     gen = model.generation_config
     gen.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id]
     gen.pad_token_id = gen.bos_token_id = tokenizer.pad_token_id
     processor = build_processor(tokenizer, cfg.processing.min_pixels, cfg.processing.max_pixels,
                                 cfg.vision_config["patch_size"],
                                 cfg.vision_config["spatial_merge_size"])
-    inference = InferenceConfig().replace(**preset.inference)
+    return model, processor, InferenceConfig().replace(**preset.inference)
+
+
+def save_preset_checkpoint(name: str, directory: str | Path, seed: int = 0) -> Path:
+    """Write a random-weight checkpoint of preset ``name`` (config, safetensors, tokenizer,
+    processor, generation and inference configs) to ``directory``; returns it as a Path."""
+    from lens_ros.model.checkpoints import save_checkpoint
+
+    model, processor, inference = build_preset(name, seed)
     return save_checkpoint(model, directory, processor=processor, inference=inference)
 
 
