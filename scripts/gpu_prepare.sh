@@ -40,6 +40,18 @@ SAM2=$(pin sam2); SAM2=${SAM2:-sam2==1.1.0}
 SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$DEST" "$SAM2"
 "$PY" -m pip wheel -q --no-deps -w "$DEST" "$(pin iopath)" "antlr4-python3-runtime==4.9.3"
 
+# DeepSpeed for the ZeRO-3 step (scripts/gpu/zero3_grpo.sh): built without its ops (pure Python;
+# ops JIT-compile on the GPU machine when used), at the pin of requirements/gpu.txt, plus what
+# the GPU image lacks of its requirements (hjson, pydantic 2 and its parts, at the project
+# venv's versions; einops, msgpack, ninja, py-cpuinfo, psutil, tqdm, nvidia-ml-py are there)
+gpin() { grep -ihE "^$1==" requirements/gpu.txt | head -n 1; }
+DS_BUILD_OPS=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$DEST" "$(gpin deepspeed)" \
+    "$(gpin hjson)"
+venv_pin() { "$PY" -c "import importlib.metadata as m; print('$1==' + m.version('$1'))"; }
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${PLATFORMS[@]}" -d "$DEST" "$(venv_pin pydantic)" "$(venv_pin pydantic_core)" \
+    "$(venv_pin annotated-types)" "$(venv_pin typing-inspection)"
+
 ls -l "$DEST"
 total=$(du -cb "$DEST"/*.whl | tail -n 1 | cut -f1)
 tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | grep total$ | awk '{s += $1} END {print s}')
