@@ -31,16 +31,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
     from lens_ros.core import LensError
+    from lens_ros.data.items import BadRecordError
+    from lens_ros.data.sources import read_rgb
     from lens_ros.model import LensSegmenter
     from lens_ros.visualize import overlay
 
     try:
-        rgb = np.asarray(Image.open(args.image).convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
+        rgb = read_rgb(args.image)
+    except BadRecordError as err:
         print(f"lens-demo: cannot read image {args.image!r}: {err}", file=sys.stderr)
         return 2
     try:

@@ -226,13 +226,16 @@ class _ReasoningPrinter:
 
 def _load_image(path: str, frame_id: str, clock):
     from lens_ros.conversions.image import make_header, numpy_to_image, rclpy_types
+    from lens_ros.data.items import BadRecordError
+    from lens_ros.data.sources import read_rgb
 
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot read image {path!r} (missing, or not an image OpenCV decodes)")
+    try:
+        rgb = read_rgb(path)
+    except BadRecordError as err:
+        raise ValueError(str(err)) from None
     types = rclpy_types()
     header = make_header(types, clock.now().nanoseconds, frame_id)
-    return numpy_to_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "rgb8", header, types)
+    return numpy_to_image(rgb, "rgb8", header, types)
 
 
 def write_overlay(path: str, result, source_image) -> str:

@@ -12,6 +12,9 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+
+from lens_ros.data.items import BadRecordError
+from lens_ros.data.sources import read_rgb
 import yaml
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -100,10 +103,10 @@ class Frame:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SourceError(f"cannot read image {path} (not an image OpenCV can decode)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        return read_rgb(path)
+    except BadRecordError as err:
+        raise SourceError(str(err)) from None
 
 
 def image_files(folder: Path) -> list[Path]:
