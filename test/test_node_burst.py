@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lens_ros.msg import LensResult
-from helpers.node_client import NodeClient, make_image, running_node
+from helpers.node_client import make_image, running_node
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -10,9 +10,8 @@ import yaml
 
 from conftest import REPO
 from lens_ros.speech.audio import float_to_pcm16
-from lens_ros.speech.recognizer import SpeechConfig, SpeechRecognizer
-from helpers.speech_client import (NODE, RATE, SpeechProbe, fixture_pcm, fixture_rows,
-                                   recognised_rows, stream_commands)
+from lens_ros.speech.recognizer import SpeechConfig
+from helpers.speech_client import NODE, RATE, SpeechProbe, fixture_pcm, recognised_rows
 
 @pytest.fixture
 def start_node(spawn):

@@ -31,6 +31,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    from PIL import Image
+
     from lens_ros.core import LensError
     from lens_ros.data.items import BadRecordError
     from lens_ros.data.sources import read_rgb
