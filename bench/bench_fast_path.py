@@ -6,7 +6,7 @@ IoU between the two masks; both empty counts 1), the share of scenes with agreem
 the mask-pass time of both (median) and the speed-up, and, for the trained demo model, each
 path's mean IoU against the ground truth. The decision rule: the fast pass may be on
 by default only if the mean agreement on the test split is >= 0.98. With random weights
-(``tiny``, ``mid``, ``scaled``) the agreement says nothing about a trained model; only the
+(``tiny``, ``small``, ``scaled``) the agreement says nothing about a trained model; only the
 speed-up is informative there. Seeded, one warm-up, time.perf_counter(); noisy shared machine.
 
     .venv/bin/python bench/bench_fast_path.py [--configs tiny] [--demo models/lens-demo]

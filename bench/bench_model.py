@@ -1,4 +1,4 @@
-"""Per-stage timings of LensSegmenter on the CPU: tiny preset and a mid-size configuration.
+"""Per-stage timings of LensSegmenter on the CPU: tiny preset and a ~90M "small" configuration.
 
 Prints, per configuration: LLM image preprocessing + vision tower, SAM image encoder, generate
 (N greedy tokens), the LENS mask pass, a first command (set_image + segment) against a second
@@ -7,7 +7,7 @@ of k commands against k separate calls. Random weights, so generation always run
 ``--max-new-tokens`` (EOS disabled). Seeded, one warm-up run, median of ``--repeats`` runs timed
 with time.perf_counter(). Timings on a shared machine are noisy; never asserted.
 
-    .venv/bin/python bench/bench_model.py [--configs tiny mid] [--repeats 5] [--batch-k 4]
+    .venv/bin/python bench/bench_model.py [--configs tiny small] [--repeats 5] [--batch-k 4]
 """
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ IMAGE = Path(__file__).resolve().parents[1] / "test" / "data" / "tabletop.png"
 COMMANDS = ["the red mug", "the blue box in front", "the yellow ball", "the laptop on the right"]
 
 
-def mid_config() -> LensConfig:
-    """~90M parameters: Qwen text 512x8, vision 256x4, SAM 2 Hiera-T (sam2_hiera_t) at 512 px."""
+def small_config() -> LensConfig:
+    """~90M parameters (not the ~220M ``mid`` preset): Qwen text 512x8, vision 256x4, SAM 2
+    Hiera-T (sam2_hiera_t) at 512 px."""
     cfg = tiny_config()
     cfg.text_config.update({"hidden_size": 512, "intermediate_size": 1408,
                             "num_hidden_layers": 8, "num_attention_heads": 8,
@@ -49,7 +50,7 @@ def mid_config() -> LensConfig:
     return cfg
 
 
-CONFIGS = {"tiny": tiny_config, "mid": mid_config}
+CONFIGS = {"tiny": tiny_config, "small": small_config}
 
 
 def bench_config(name: str, args: argparse.Namespace, rgb: np.ndarray) -> None:
@@ -118,7 +119,7 @@ def llm_tokens(rgb: np.ndarray, processor) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["tiny", "mid"], choices=sorted(CONFIGS),
+    parser.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=sorted(CONFIGS),
                         help="configurations to time")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
     parser.add_argument("--max-new-tokens", type=int, default=32,

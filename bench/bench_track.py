@@ -3,13 +3,13 @@
 For each configuration: a full LENS call on a new frame (set_image + segment: what track mode
 pays when it re-acquires) and one tracked frame (Tracker.track: SAM 2 image encoder + memory
 attention + mask decoder + memory encoder, with a full memory bank), their ratio (target
-<= 0.1) and the tracker's stages. Configurations: ``tiny`` and the ``mid`` one of
+<= 0.1) and the tracker's stages. Configurations: ``tiny`` and the ``small`` one of
 bench_model.py (random weights; generation runs to ``--max-new-tokens``, EOS disabled),
 ``scaled`` (LENS-3B's proportions: an LLM ~15x the SAM 2 parameters, as 3.75 B : 0.22 B), and
 the demo model (``--demo``, trained weights; its own answers) when it exists. Seeded, one
 warm-up, median of ``--repeats`` with time.perf_counter(); a shared machine makes these noisy.
 
-    .venv/bin/python bench/bench_track.py [--configs tiny mid scaled] [--demo models/lens-demo]
+    .venv/bin/python bench/bench_track.py [--configs tiny small scaled] [--demo models/lens-demo]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import mid_config  # noqa: E402  (one definition of the mid-size config)
+from bench_model import small_config  # noqa: E402  (one definition of the ~90M config)
 from timing import median_ms  # noqa: E402
 
 from lens_ros.model.config import InferenceConfig, LensConfig  # noqa: E402
@@ -49,7 +49,7 @@ def scaled_config() -> LensConfig:
     return cfg
 
 
-CONFIGS = {"tiny": tiny_config, "mid": mid_config, "scaled": scaled_config}
+CONFIGS = {"tiny": tiny_config, "small": small_config, "scaled": scaled_config}
 
 
 def random_segmenter(name: str, args) -> LensSegmenter:
@@ -106,7 +106,7 @@ def bench(name: str, seg: LensSegmenter, tracker: Tracker, seq, args) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="*", default=["tiny", "mid", "scaled"],
+    parser.add_argument("--configs", nargs="*", default=["tiny", "small", "scaled"],
                         choices=sorted(CONFIGS), help="random-weight configurations to time")
     parser.add_argument("--demo", default="models/lens-demo",
                         help="trained demo model directory (with tracker.safetensors); "
