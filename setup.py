@@ -22,9 +22,9 @@ setup(
             "lens-bag = lens_ros.startup:lens_bag",
             "lens-demo = lens_ros.demo.cli:main",
             "lens-say = lens_ros.ros.say:main",
-            "lens-camera = lens_ros.ros.camera:main",
-            "lens-ask = lens_ros.ros.ask:main",
-            "lens-console = lens_ros.ros.console.server:main",
+            "lens-camera = lens_ros.startup:lens_camera",
+            "lens-ask = lens_ros.startup:lens_ask",
+            "lens-console = lens_ros.startup:lens_console",
         ],
     },
 )

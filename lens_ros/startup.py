@@ -2,9 +2,10 @@
 
 Importing torch, transformers and rclpy takes seconds; a SIGINT/SIGTERM in that window would
 otherwise print a ``KeyboardInterrupt`` traceback (or die by the signal). Here the signals end
-the process at once with the tool's stop status (0 for nodes and ``lens-bag play|record``, 130
-for the batch jobs) - nothing has been written yet - and once the tool's module is imported
-the usual handlers are back: rclpy's for the nodes, ``lens_ros.interrupts`` for batch jobs.
+the process at once with the tool's stop status (0 for nodes, ``lens-camera``, ``lens-console``
+and ``lens-bag play|record``; 130 for the batch jobs; 3, "no answer", for ``lens-ask``) -
+nothing has been written yet - and once the tool's module is imported the usual handlers are
+back: rclpy's for the nodes, ``lens_ros.interrupts`` for batch jobs.
 Batch jobs import torch and the model code (:data:`PRELOAD`) in that window too. This module
 imports nothing heavy itself.
 """
@@ -21,7 +22,10 @@ PRELOAD = ("lens_ros.model",)
 #: console script -> (module with ``main()``, exit status of a stop during import)
 TOOLS = {"lens_node": ("lens_ros.ros.lens_node", 0), "speech_node": ("lens_ros.ros.speech_node", 0),
          "lens-bag": ("lens_ros.ros.bag_cli", 130), "lens-eval": ("lens_ros.evaluation.cli", 130),
-         "lens-train": ("lens_ros.training.cli", 130)}
+         "lens-train": ("lens_ros.training.cli", 130),
+         "lens-camera": ("lens_ros.ros.camera", 0),
+         "lens-console": ("lens_ros.ros.console.server", 0),
+         "lens-ask": ("lens_ros.ros.ask", 3)}  # 3: lens-ask's "no answer" (nothing was sent)
 
 
 def main(tool: str) -> int:
@@ -70,6 +74,18 @@ def lens_eval() -> int:
 
 def lens_train() -> int:
     return main("lens-train")
+
+
+def lens_camera() -> int:
+    return main("lens-camera")
+
+
+def lens_console() -> int:
+    return main("lens-console")
+
+
+def lens_ask() -> int:
+    return main("lens-ask")
 
 
 if __name__ == "__main__":  # python -m lens_ros.startup TOOL [args...]

@@ -1,7 +1,8 @@
 """Start and stop each node and batch tool at random moments; count tracebacks and exit codes.
 
 Each run starts one tool, waits a seeded random time (covering model load, work and idle), sends
-SIGINT or SIGTERM and checks: exit code as promised (0 for the nodes and ``lens-bag play|record``;
+SIGINT or SIGTERM and checks: exit code as promised (0 for the nodes, ``lens-camera``,
+``lens-console`` and ``lens-bag play|record``;
 0 or 130 for the batch jobs ``lens-bag run``, ``lens-eval``, ``lens-train``: 130 when stopped
 before the end, 0 when it had finished) and no ``Traceback`` in the output. While ``lens_node``
 runs, frames and commands are published to it so that some stops land during generation.
@@ -32,7 +33,8 @@ START = [PY, "-m", "lens_ros.startup"]  # what the console scripts run (lens_nod
 TOOLS = {"lens_node": ((0.5, 14.0), {0}), "speech_node": ((0.5, 6.0), {0}),
          "lens-bag-run": ((1.0, 14.0), {0, 130}), "lens-bag-play": ((1.0, 5.0), {0}),
          "lens-bag-record": ((1.0, 5.0), {0}), "lens-eval": ((1.0, 16.0), {0, 130}),
-         "lens-train": ((1.0, 30.0), {0, 130})}
+         "lens-train": ((1.0, 30.0), {0, 130}), "lens-camera": ((0.5, 6.0), {0}),
+         "lens-console": ((0.5, 6.0), {0})}
 
 
 def _prepare(work: Path) -> dict:
@@ -68,6 +70,9 @@ def _argv(tool: str, res: dict, out: Path, ns: str) -> list[str]:
         "lens-eval": [*START, "lens-eval", "--model", str(res["model"]),
                       "--data-root", str(res["data"]), "--splits", "synthetic/val", "-o",
                       str(out), "--max-new-tokens", "8"],
+        "lens-camera": [*START, "lens-camera", "--synthetic", "--rate", "30", *ros],
+        "lens-console": [*START, "lens-console", "--host", "0.0.0.0", "--port", "0", "--token",
+                         "stop", *ros],
         "lens-train": [*START, "lens-train", "stage1", "--config",
                        str(REPO / "config/train_stage1.yaml"), "--config",
                        str(REPO / "config/train_stage1_cpu_tiny.yaml"), "--output_dir",

@@ -216,6 +216,10 @@ class ConsoleBridge:
         return len(chunks)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        """Stop the spin thread and release the node. The thread is joined before anything is
+        destroyed: a process that exits while it still waits inside the middleware aborts
+        ("terminate called without an active exception") instead of exiting 0."""
+        self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(timeout=5.0)
         self.action.destroy()
         self.node.destroy_node()
