@@ -41,7 +41,7 @@ def export(src: str | Path, dst: str | Path, notes: dict | None = None) -> Path:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lens_ros.demo.export",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("src", help="checkpoint directory (fp32, from python -m lens_ros.demo.train sft/demo-mask/grpo)")
+    p.add_argument("src", help="checkpoint directory (fp32, from python -m lens_ros.demo.train sft|mask or lens-train grpo)")
     p.add_argument("dst", help="output directory (replaced)")
     p.add_argument("--notes", default=None, help="JSON file copied into dst/training.json")
     return p
