@@ -11,6 +11,7 @@ imports nothing heavy itself.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import signal
@@ -56,36 +57,15 @@ def main(tool: str) -> int:
     return code
 
 
-def lens_node() -> int:
-    return main("lens_node")
-
-
-def speech_node() -> int:
-    return main("speech_node")
-
-
-def lens_bag() -> int:
-    return main("lens-bag")
-
-
-def lens_eval() -> int:
-    return main("lens-eval")
-
-
-def lens_train() -> int:
-    return main("lens-train")
-
-
-def lens_camera() -> int:
-    return main("lens-camera")
-
-
-def lens_console() -> int:
-    return main("lens-console")
-
-
-def lens_ask() -> int:
-    return main("lens-ask")
+# The console-script entry points (setup.py): one per tool in TOOLS.
+lens_node = functools.partial(main, "lens_node")
+speech_node = functools.partial(main, "speech_node")
+lens_bag = functools.partial(main, "lens-bag")
+lens_eval = functools.partial(main, "lens-eval")
+lens_train = functools.partial(main, "lens-train")
+lens_camera = functools.partial(main, "lens-camera")
+lens_console = functools.partial(main, "lens-console")
+lens_ask = functools.partial(main, "lens-ask")
 
 
 if __name__ == "__main__":  # python -m lens_ros.startup TOOL [args...]

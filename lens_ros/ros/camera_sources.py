@@ -12,10 +12,10 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+import yaml
 
 from lens_ros.data.items import BadRecordError
 from lens_ros.data.sources import read_rgb
-import yaml
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
